@@ -1,0 +1,3 @@
+"""cnncourse: the support package of the course's notebooks and assignments."""
+
+__version__ = "0.1.0"
