@@ -339,8 +339,8 @@ class LayerTable:
     def __str__(self) -> str:
         body = [list(self.columns), *self._cells(), self._total_cells()]
         widths = [max(len(row[i]) for row in body) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-                 for row in body]
+        lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                           for i, (c, w) in enumerate(zip(row, widths, strict=True))) for row in body]
         rule = "-" * len(lines[0])
         lines.insert(1, rule)
         lines.insert(-1, rule)
