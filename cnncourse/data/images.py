@@ -66,23 +66,22 @@ def decode_many(
     ok = np.zeros(len(names), dtype=bool)
     errors: dict[int, str] = {}
 
-    def work(i: int) -> None:
+    def work(i: int) -> int:
         try:
             out[i] = letterbox_png(read(names[i]), size)
             ok[i] = True
         except Exception as err:  # any reader or decoder failure is reported per file below
             errors[i] = f"{type(err).__name__}: {err}"
+        return i
 
     workers = workers or min(8, os.cpu_count() or 1)
-    with (
-        ThreadPoolExecutor(workers) as pool,
-        tqdm(total=len(names), unit="img", desc=f"decoding {where}".strip(), disable=not progress) as bar,
-    ):
-        for _ in pool.map(work, range(len(names))):
+    desc = f"decoding {os.path.basename(where)}".strip()
+    bar = tqdm(total=len(names), unit="img", desc=desc, disable=not progress)
+    with ThreadPoolExecutor(workers) as pool, bar:
+        for i in pool.map(work, range(len(names))):  # in order, so the first bad file is the one named
             bar.update()
-            if errors and on_error == "raise":
+            if i in errors and on_error == "raise":
                 pool.shutdown(wait=True, cancel_futures=True)
-                i = min(errors)
                 raise DataError(
                     f"Cannot decode {names[i]} in {where or 'the source'} ({errors[i]}). The file is corrupt: "
                     'replace the archive, or pass on_error="skip" to leave such files out.'
