@@ -177,3 +177,36 @@ def test_data_dir_and_path_from_environment(tmp_path, monkeypatch):
     assert data_path() == [tmp_path / "d", tmp_path / "a", tmp_path / "b"]
     monkeypatch.delenv("CNNCOURSE_DATA_DIR")
     assert str(data_dir()).endswith(".cache/cnncourse")
+
+
+def test_malaria_fetch_falls_back_to_mirror(tmp_path, monkeypatch):
+    """fetch(): the NIH address is down, the mirror serves the archive; missing CSVs only warn."""
+    from cnncourse.data import downloader, malaria
+
+    monkeypatch.setattr(downloader.time, "sleep", lambda s: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with _Server(PAYLOAD) as srv:
+        monkeypatch.setattr(malaria, "URL", dead + "/cell_images.zip")
+        monkeypatch.setattr(malaria, "MIRROR_URL", srv.url)
+        monkeypatch.setattr(malaria, "SHA256", SHA)
+        monkeypatch.setattr(malaria, "CSV_URL", dead + "/{}")
+        with pytest.warns(UserWarning, match="patientid_cellmapping"):
+            path = malaria.fetch(progress=False)
+    assert path == tmp_path / "cache" / "cell_images.zip" and path.read_bytes() == PAYLOAD
+    assert malaria.find_source() == path
+
+
+def test_malaria_fetch_all_down_names_both_addresses(monkeypatch):
+    from cnncourse.data import downloader, malaria
+
+    monkeypatch.setattr(downloader.time, "sleep", lambda s: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr(malaria, "URL", dead + "/a.zip")
+    monkeypatch.setattr(malaria, "MIRROR_URL", dead + "/b.zip")
+    with pytest.raises(DownloadError) as info:
+        malaria.fetch(progress=False)
+    assert "/a.zip" in str(info.value) and "/b.zip" in str(info.value) and "cell_images.zip" in str(info.value)
