@@ -97,7 +97,7 @@ def im2col(
     n, c, h, w = x.shape
     out = _output_size((h, w), kernel, stride_, padding_, dilation_,
                        f"im2col of input {tuple(x.shape)} with kernel {kernel}")
-    xp = F.pad(x, (padding_[1], padding_[1], padding_[0], padding_[0]))
+    xp = F.pad(x, (padding_[1], padding_[1], padding_[0], padding_[0])) if any(padding_) else x
     cols = unfold_padded(xp, kernel, stride_, dilation_, out)
     return cols.reshape(n, c * kernel[0] * kernel[1], out[0] * out[1])
 
@@ -222,7 +222,7 @@ class Conv2dFunction(torch.autograd.Function):
         y = torch.matmul(w_g, cols_g)  # (N, g, K/g, L): the whole convolution is this product
         y = y.reshape(n, k, *out)
         if bias is not None:
-            y = y + bias.view(1, k, 1, 1)
+            y += bias.view(1, k, 1, 1)  # in place: y is our own fresh tensor
         ctx.save_for_backward(cols, weight)
         ctx.geometry = (tuple(x.shape), stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
