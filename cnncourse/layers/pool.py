@@ -55,6 +55,14 @@ class _Geometry:
                                               ceil_mode=ceil_mode)  # type: ignore[assignment]
         except ShapeError as err:
             raise ShapeError(f"{where} of input {tuple(x.shape)} with kernel_size {self.kernel}: {err}") from None
+        for axis, (n, k, st, p, d, o) in enumerate(zip(self.size, self.kernel, self.stride, self.padding,
+                                                          self.dilation, self.out, strict=True)):
+            for i in range(o):  # with dilation, a window can jump over all real pixels
+                if not any(p <= i * st + a * d < p + n for a in range(k)):
+                    raise ShapeError(
+                        f"{where} of input {tuple(x.shape)} with kernel_size {self.kernel}, stride {self.stride}, "
+                        f"padding {self.padding}, dilation {self.dilation}: output {'row' if axis == 0 else 'column'} "
+                        f"{i} would see only padding. Use less padding or dilation, or a larger input.")
         # Rows/columns the windows reach, counted from the start of the left/top padding. In ceil mode the
         # last window may run past the right padding: pad a little more so every window is complete.
         self.reach = tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in
