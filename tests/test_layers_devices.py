@@ -1,6 +1,8 @@
-"""The same layers on CUDA tensors: device-agnostic code, results equal torch's on the GPU.
+"""Device-agnostic layers: on "meta" tensors everywhere, and on CUDA (equal to torch's) where a GPU is.
 
-Skipped (with the reason shown) on machines without a CUDA device, such as the course's CPU-only CI.
+The CUDA tests are skipped, with the reason shown, on machines without a CUDA device such as the course's
+CPU-only CI. The meta-device test runs everywhere: any tensor the layers created on the CPU behind the
+input's back would make it fail with a device mismatch.
 """
 
 import copy
@@ -12,7 +14,7 @@ import torchvision
 
 from cnncourse import layers
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 TOL = {"rtol": 1e-9, "atol": 1e-10}
 DEV = "cuda"
 
@@ -23,6 +25,35 @@ def _grads(fn, leaves, grad_out):
     return out, torch.autograd.grad(out, leaves, grad_out)
 
 
+def test_every_layer_stays_on_the_input_device():
+    """Forward and backward of every layer on the meta device: nothing is created on the CPU."""
+    d = "meta"
+    x = torch.randn(2, 4, 9, 8, device=d, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, device=d, requires_grad=True)
+    b = torch.randn(6, device=d, requires_grad=True)
+    outputs = [
+        layers.conv2d(x, w, b, 2, 1, (1, 2), 2),
+        layers.conv2d_naive(x[:, :, :4, :4], w, b, groups=2),
+        layers.max_pool2d(x, 3, 2, 1, True),
+        layers.max_pool2d(x, 2, return_indices=True)[1],
+        layers.avg_pool2d(x, 3, 2, 1, True),
+        layers.avg_pool2d(x, 3, 2, 1, False, False),
+        layers.avg_pool2d(x, 2, divisor_override=3),
+        layers.batch_norm(x, torch.zeros(4, device=d), torch.ones(4, device=d), torch.ones(4, device=d),
+                          torch.zeros(4, device=d), True),
+        layers.dropout(x, 0.3),
+        layers.Conv2d(4, 6, 3, device=d)(x),
+        layers.BatchNorm2d(4, device=d)(x),
+    ]
+    for out in outputs:
+        assert out.device.type == d
+    for out in outputs:
+        if out.requires_grad:
+            out.sum().backward()
+    assert x.grad.device.type == d and w.grad.device.type == d
+
+
+@cuda
 @pytest.mark.parametrize("stride, padding, dilation, groups", [(1, 1, 1, 1), ((2, 1), (0, 2), (1, 2), 2),
                                                                (2, 1, 1, 4)])
 def test_conv_on_cuda(stride, padding, dilation, groups):
@@ -41,6 +72,7 @@ def test_conv_on_cuda(stride, padding, dilation, groups):
     torch.testing.assert_close(layers.conv2d_naive(x, w, b, stride, padding, dilation, groups), ref, **TOL)
 
 
+@cuda
 def test_pools_on_cuda():
     x = torch.randn(2, 3, 9, 7, dtype=torch.float64, device=DEV)
     y, idx = layers.max_pool2d(x, 3, 2, 1, True, return_indices=True)
@@ -62,6 +94,7 @@ def test_pools_on_cuda():
     torch.testing.assert_close(ga, gr, rtol=0, atol=0)
 
 
+@cuda
 def test_batch_norm_and_dropout_on_cuda():
     x = torch.randn(6, 3, 4, 4, dtype=torch.float64, device=DEV)
     w, b = torch.rand(3, dtype=torch.float64, device=DEV) + 0.5, torch.randn(3, dtype=torch.float64, device=DEV)
@@ -83,6 +116,7 @@ def test_batch_norm_and_dropout_on_cuda():
     assert layers.dropout(ones, 0.5, training=False) is ones
 
 
+@cuda
 def test_resnet18_swapped_on_cuda():
     torch.manual_seed(0)
     theirs = torchvision.models.resnet18(num_classes=4).double().to(DEV)
