@@ -6,8 +6,10 @@ Both pools cut the (padded) input into windows with the same strided slices as i
 * **max**: padding is ``-inf`` (it can never win against a real value). The gradient of each output goes
   to the arg-max of its window only. **Tie rule**: when several elements of a window share the maximum,
   the *first* one in row-major window order (smallest row offset, then smallest column offset) gets the
-  gradient; this is ``torch.argmax``'s documented rule and what PyTorch's own CPU and CUDA max-pool kernels
-  do (they only replace the running maximum on a strictly greater value). Overlapping windows route their
+  gradient. This is ``torch.argmax``'s documented rule, and PyTorch's max-pool kernels choose the same
+  element: they scan each window row by row and replace the running maximum only on a strictly greater
+  value (the tests check ties against ``F.max_pool2d`` on the CPU, and on CUDA where a GPU is present).
+  Overlapping windows route their
   gradients independently, and an element chosen by several windows receives the sum. (One corner case
   differs from PyTorch: a window whose real values are all ``-inf`` sends its gradient to the padding,
   i.e. nowhere, while PyTorch picks the first real element.)
