@@ -1,6 +1,7 @@
 """Forward speed of convolution on the CPU: naive loops vs im2col + matmul vs ``F.conv2d``.
 
-Usage: ``python benchmarks/conv_speed.py [--repeats 25] [--full-naive] [--out benchmarks/results/conv_speed.json]``
+Usage: ``python benchmarks/conv_speed.py [--repeats 25] [--threads 1] [--full-naive] [--out PATH]``
+(default output ``benchmarks/results/conv_speed.json``).
 
 Two layer sizes at batch 8, float32: a CIFAR-size layer (8x64x32x32, 64 filters 3x3, padding 1) and an
 ImageNet-size ResNet layer (8x64x56x56, 64 filters 3x3, padding 1). Every implementation is first checked
@@ -12,6 +13,10 @@ against ``F.conv2d`` on the same input.
   ``NAIVE_ROWS`` output rows (the input padded once, then cut to the rows those outputs read) and the time
   extrapolated linearly to the full height; for the CIFAR layer (and with ``--full-naive`` for all) it is
   also timed on the whole layer once, to check the extrapolation. The JSON says which figure is which.
+
+All three run on ``--threads`` CPU threads (default 1). On a small shared machine (the course's reference
+has 2 cores) two threads make every parallel kernel wait for whichever thread another process delayed, and
+timings jump by factors of 2 to 10 between runs; one thread compares the implementations fairly.
 
 The timings are taken twice, each in a fresh process: with glibc's default allocator settings, and with
 ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>`` so that freed large buffers are reused instead of being
@@ -121,23 +126,25 @@ def bench_layer(cfg: dict, repeats: int, full_naive: bool) -> dict:
     }
 
 
-def run_child(repeats: int, full_naive: bool) -> dict:
+def run_child(repeats: int, full_naive: bool, threads: int) -> dict:
+    torch.set_num_threads(threads)
     return {name: bench_layer(cfg, repeats, full_naive) for name, cfg in LAYERS.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--full-naive", action="store_true", help="also run naive on the whole ImageNet layer")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "conv_speed.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one allocator setting, in this fresh process
-        json.dump(run_child(args.repeats, args.full_naive), sys.stdout)
+        json.dump(run_child(args.repeats, args.full_naive, args.threads), sys.stdout)
         return
     results = {}
     for name, env in ALLOCATORS.items():
-        cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats)]
+        cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats), "--threads", str(args.threads)]
         cmd += ["--full-naive"] if args.full_naive else []
         print(f"timing with {name} ...", file=sys.stderr, flush=True)
         child = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
@@ -154,7 +161,8 @@ def main() -> None:
             "F.conv2d": "torch.nn.functional.conv2d (oneDNN)",
         },
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads,
+                    "load_average_at_end": os.getloadavg(),
                     "python": platform.python_version()},
         "repeats": args.repeats,
         "allocators": results,
