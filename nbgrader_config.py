@@ -7,6 +7,23 @@ assignments/<id>/<id>.ipynb  (student release, committed)
 
 import os
 
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+
+class HideHiddenTestTracebacks(NbGraderPreprocessor):
+    """A traceback quotes the lines around the failure, hidden tests included: keep only its last line.
+
+    The student still reads ``AssertionError: <what failed, max error, where>`` in the feedback.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
+            for output in cell.get("outputs", []):
+                if output.output_type == "error":
+                    output.traceback = [f"{output.ename}: {output.evalue}"]
+        return cell, resources
+
+
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -29,9 +46,10 @@ c.Execute.timeout = 120
 c.Execute.kernel_name = "python3"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
-# Feedback must not reveal hidden tests (nbgrader shows them by default).
+# Feedback must not reveal hidden tests (nbgrader shows them by default, and tracebacks quote them).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    HideHiddenTestTracebacks,
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

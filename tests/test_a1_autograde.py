@@ -199,7 +199,8 @@ def test_batch_completes(course):
     assert errors and all("mallory_os_exit" in line for line in errors), run.stderr[-4000:]
     assert run.returncode == 1  # nbgrader's exit status tells the instructor that one submission failed
     for name in subs:
-        assert (tmp / ".nbgrader" / "autograded" / name).exists() == (name != "mallory_os_exit"), name
+        autograded = tmp / ".nbgrader" / "autograded" / name / AID / f"{AID}.ipynb"
+        assert autograded.exists() == (name != "mallory_os_exit"), name
         assert scores(tmp, name), f"{name} has no grades"
 
 
@@ -247,3 +248,27 @@ def test_os_exit(course):
         assert nb.score == 0
         assert all(g.needs_manual_grade for g in nb.grades if g.cell_type == "code")
         assert not gb.find_submission_notebook(AID, AID, "alice").grades[0].needs_manual_grade
+
+
+def test_feedback_hides_hidden_tests(course):
+    """make feedback's step: the feedback HTML shows the score but none of the hidden tests."""
+    tmp, _, _ = course
+    nbgrader(tmp, "generate_feedback", AID, "--student", "oscar_edits_tests")
+    html = (tmp / ".nbgrader" / "feedback" / "oscar_edits_tests" / AID / f"{AID}.html").read_text()
+    assert "Score: 26.0 / 34.0" in html or "26.0 / 34.0" in html
+    assert "HIDDEN TESTS" not in html
+    assert "for xs, ws, s, p, d in cases" not in html  # hidden test code, neither in cells nor tracebacks
+    assert "AssertionError: conv2d_naive(x(2, 3, 7, 9)" in html  # but the student learns what failed
+
+
+def test_grades_export(course):
+    """make grades' step: the CSV export has every student's autograded total."""
+    import csv
+
+    tmp, subs, _ = course
+    nbgrader(tmp, "export", "--to", str(tmp / "grades.csv"))
+    rows = {r["student_id"]: r for r in csv.DictReader((tmp / "grades.csv").open())}
+    assert set(rows) == set(subs)
+    assert float(rows["alice"]["score"]) == 31.0
+    assert float(rows["ursula_untouched"]["score"]) == 0.0
+    assert float(rows["carl_calls_library"]["score"]) == 7.0
