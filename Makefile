@@ -11,7 +11,7 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint format clean-venv
+.PHONY: setup lab test lint format clean-venv release autograde feedback grades
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,22 @@ format: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# nbgrader (instructors): config in nbgrader_config.py, working state in .nbgrader/ (git-ignored).
+# ASSIGNMENTS defaults to every folder under solutions/; `make autograde ASSIGNMENTS=a1-convolution`.
+# nbgrader runs `alembic` when it creates the gradebook: the venv's bin/ must be on PATH.
+NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
+ASSIGNMENTS ?= $(patsubst solutions/%/,%,$(wildcard solutions/*/))
+
+release: $(STAMP)
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) generate_assignment $$a --force || status=1; done; exit $$status
+
+autograde: $(STAMP)
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) autograde $$a || status=1; done; exit $$status
+
+feedback: $(STAMP)
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) generate_feedback $$a || status=1; done; exit $$status
+
+grades: $(STAMP)
+	cd $(CURDIR) && $(NBGRADER) export --to .nbgrader/grades.csv
+	@echo "grades written to .nbgrader/grades.csv"
