@@ -371,3 +371,24 @@ def test_cli_synthetic_and_errors(capsys):
     assert "--download" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["data", "malaria", "--synthetic", "--source", "x.zip"])
+
+
+def test_cli_download_fetches_then_uses_the_archive(small_zip, tmp_path, monkeypatch, capsys):
+    """`--download` fetches the archive from (here, a local) server, verifies it, then builds from it."""
+    import hashlib
+
+    from cnncourse.data import malaria
+    from tests.test_data_download import _Server
+
+    payload = small_zip.read_bytes()
+    with _Server(payload) as srv:
+        monkeypatch.setattr(malaria, "URL", srv.url)
+        monkeypatch.setattr(malaria, "SHA256", hashlib.sha256(payload).hexdigest())
+        monkeypatch.setattr(malaria, "CSV_URL", srv.url + "-missing-{}")
+        with pytest.warns(UserWarning, match="patientid_cellmapping"):
+            assert main(["data", "malaria", "--download", "--size", "16", "--quiet"]) == 0
+    fetched = tmp_path / "datadir" / "cell_images.zip"
+    assert fetched.read_bytes() == payload
+    out = capsys.readouterr().out
+    assert f"downloading {srv.url}" in out and str(fetched) in out
+    assert next(line for line in out.splitlines() if line.startswith("all")).split() == ["all", "12", "24", "36", "60"]
