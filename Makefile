@@ -11,7 +11,7 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint format clean-venv release autograde feedback grades
+.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	CNNCOURSE_QUICK=1 $(PY) -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 tests lectures solutions
+
+# Re-execute every lecture in full (CNNCOURSE_QUICK=0), write outputs back without volatile metadata, and record
+# full and quick wall times in benchmarks/results/notebook_times.json. NOTEBOOKS=lectures/03_pooling.ipynb for one.
+NOTEBOOKS ?=
+notebooks: $(STAMP)
+	$(PY) scripts/run_notebooks.py $(if $(NOTEBOOKS),$(NOTEBOOKS),--all)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -1,0 +1,61 @@
+"""The one place that reads the course's environment: quick mode, device, seeds.
+
+Notebooks start with ``rt = cnncourse.setup()`` instead of repeating ``os.environ`` and
+``torch.cuda.is_available()`` in every lecture.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Runtime", "is_quick", "default_device", "seed_everything", "setup"]
+
+
+def is_quick() -> bool:
+    """True when ``CNNCOURSE_QUICK=1`` (set by the tests): notebooks shrink their data and epochs."""
+    return os.environ.get("CNNCOURSE_QUICK", "0").strip().lower() in {"1", "true", "yes"}
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's, NumPy's and torch's generators (all devices)."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # numpy is a dependency; this only keeps the function usable without it
+        pass
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a notebook needs to know about where it runs."""
+
+    device: torch.device
+    quick: bool
+    seed: int
+
+    def pick(self, full, quick):
+        """``quick`` in quick mode, else ``full``: ``epochs = rt.pick(20, 2)``."""
+        return quick if self.quick else full
+
+
+def setup(seed: int = 0, device: str | torch.device | None = None) -> Runtime:
+    """Seed everything and return the device and quick flag.
+
+    Args:
+        seed: seed for Python, NumPy and torch.
+        device: force a device (``"cpu"``); default CUDA when present, else CPU.
+    """
+    seed_everything(seed)
+    return Runtime(device=torch.device(device) if device is not None else default_device(), quick=is_quick(), seed=seed)
