@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cnncourse.shapes import ShapeError, conv_output_size, pool_output_size
+from cnncourse.shapes import ShapeError
 
 __all__ = ["smallest_input", "check_input", "scaled", "he_init", "ConvBNAct"]
 
@@ -21,20 +22,23 @@ def smallest_input(steps: Sequence[tuple[int, ...]], *, limit: int = 4096) -> in
             floor-mode pooling layer follow the same formula; ``ceil_mode=True`` is for pooling only.
         limit: give up above this size.
 
+    The sizes come from PyTorch itself (the layers are run on shape-only "meta" tensors), so corner cases
+    agree with it exactly; e.g. a ceil-mode 3x3/2 pool accepts a 2x2 map (its one window hangs over the edge).
+
     >>> smallest_input([(2, 2, 0)] * 5)  # five 2x2 pools, as in VGG
     32
     >>> smallest_input([(3, 2, 1)] * 5)  # padded stride-2 layers run on anything
     1
     """
     for size in range(1, limit + 1):
-        side = size
+        x = torch.empty(1, 1, size, size, device="meta")
         try:
             for kernel, stride, padding, *ceil in steps:
                 if ceil and ceil[0]:
-                    side = pool_output_size(side, kernel, stride, padding, ceil_mode=True)
+                    x = F.avg_pool2d(x, kernel, stride, padding, ceil_mode=True)
                 else:
-                    side = conv_output_size(side, kernel, stride, padding, strict=False)
-        except ShapeError:
+                    x = F.conv2d(x, torch.empty(1, 1, kernel, kernel, device="meta"), stride=stride, padding=padding)
+        except RuntimeError:
             continue
         return size
     raise ShapeError(f"no input side up to {limit} fits the layers {list(steps)}.")

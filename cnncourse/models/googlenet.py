@@ -157,7 +157,7 @@ class GoogLeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         check_input(x, model="GoogLeNet", in_channels=self.in_channels, min_size=self.min_size,
-                    hint="or use googlenet_cifar, which runs on 6x6 and up")
+                    hint="or use googlenet_cifar, which runs on 4x4 and up")
         x = self.stem(x)
         aux = []
         for i, block in enumerate(self.blocks):
@@ -171,12 +171,12 @@ class GoogLeNet(nn.Module):
 def googlenet(*, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False) -> GoogLeNet:
     """GoogLeNet as torchvision builds it (3x3 kernels in the "5x5" branches): 6,624,904 parameters, or
     13,004,888 with the auxiliary classifiers.
-    Inputs of 47x47 and up (224x224: 7x7 before the pool)."""
+    Inputs of 31x31 and up (224x224: 7x7 before the pool)."""
     return GoogLeNet(num_classes, in_channels, aux_logits=aux_logits, large_kernel=3)
 
 
 def googlenet_cifar(*, num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> GoogLeNet:
     """GoogLeNet for 32x32 images: a single 3x3 conv stem (no early pooling), the nine paper-size
     inception blocks (true 5x5 kernels) with two 3x3/2 pools (32 -> 16 -> 8), average pool and FC.
-    5,871,914 parameters with the defaults; ``width=0.25`` for a quick CPU run. Inputs of 6x6 and up."""
+    5,871,914 parameters with the defaults; ``width=0.25`` for a quick CPU run. Inputs of 4x4 and up."""
     return GoogLeNet(num_classes, in_channels, stem="cifar", width=width, large_kernel=5)

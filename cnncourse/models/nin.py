@@ -102,21 +102,21 @@ class NiN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, model="NiN", in_channels=self.in_channels, min_size=self.min_size,
-                    hint="or use nin_cifar, which runs on 6x6 and up")
+                    hint="or use nin_cifar, which runs on 4x4 and up")
         return torch.flatten(self.avgpool(self.features(x)), 1)
 
 
 def nin(*, num_classes: int = 1000, in_channels: int = 3) -> NiN:
     """NiN for ImageNet: mlpconv blocks of 96 (11x11/4), 256 (5x5), 384 (3x3) and ``num_classes`` (3x3)
     channels, each with two 1x1 layers, 3x3/2 max pools (ceil mode) between, dropout before the last block.
-    7,439,608 parameters for 1000 classes. Inputs of 55x55 and up (224x224: maps 54-27-13-6)."""
+    7,439,608 parameters for 1000 classes. Inputs of 39x39 and up (224x224: maps 54-27-13-6)."""
     return NiN(num_classes, in_channels, IMAGENET_BLOCKS)
 
 
 def nin_cifar(*, num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> NiN:
     """NiN for 32x32 images, after the paper's CIFAR-10 net: mlpconv 192-160-96 (5x5), max pool,
     192-192-192 (5x5), average pool, 192-192-``num_classes`` (3x3), dropout after each pool.
-    966,986 parameters for 10 RGB classes; ``width`` scales the hidden layers. Inputs of 6x6 and up
+    966,986 parameters for 10 RGB classes; ``width`` scales the hidden layers. Inputs of 4x4 and up
     (32x32: maps 32-16-8)."""
     blocks = [MLPConvSpec(tuple(c if c is None else scaled(c, width) for c in b.channels), b.kernel, b.stride,
                           b.padding, b.pool, b.dropout) for b in CIFAR_BLOCKS]
