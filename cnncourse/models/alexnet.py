@@ -104,6 +104,6 @@ def alexnet_2012(*, num_classes: int = 1000, in_channels: int = 3, lrn: bool = T
 def alexnet_cifar(*, num_classes: int = 10, in_channels: int = 3, width: float = 1.0, hidden: int = 1024) -> AlexNet:
     """AlexNet for 32x32 images: conv1 5x5 stride 1, the same five conv layers, a 256x3x3 map, a
     ``hidden``-unit classifier. 5,871,434 parameters with the defaults (10 classes, RGB); ``width`` scales
-    every conv layer (0.25 for a quick CPU run). Inputs of 15x15 and up (32x32: maps 32-15-7-3)."""
+    every layer (0.25 for a quick CPU run). Inputs of 15x15 and up (32x32: maps 32-15-7-3)."""
     widths = [scaled(c, width) for c in (64, 192, 384, 256, 256)]
-    return AlexNet(num_classes, in_channels, widths=widths, conv1=(5, 1, 2), pool_size=3, hidden=hidden)
+    return AlexNet(num_classes, in_channels, widths=widths, conv1=(5, 1, 2), pool_size=3, hidden=scaled(hidden, width))

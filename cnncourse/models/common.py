@@ -63,7 +63,7 @@ def check_input(x: torch.Tensor, *, model: str, in_channels: int, min_size: int,
         raise ShapeError(f"{model} was built for in_channels={in_channels} but got an input with {c} channels "
                          f"(shape {tuple(x.shape)}); build it with in_channels={c}.")
     if min(h, w) < min_size:
-        fix = f"upsample it to at least {min_size}x{min_size}, e.g. " \
+        fix = f"upsample the images to at least {min_size}x{min_size}, e.g. " \
               f"torch.nn.functional.interpolate(x, size={min_size}, mode='bilinear')"
         raise ShapeError(f"{model} needs inputs of at least {min_size}x{min_size} pixels, got {h}x{w}: "
                          f"{fix}{'; ' + hint if hint else ''}.")

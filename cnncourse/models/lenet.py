@@ -63,7 +63,7 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, model="LeNet-5", in_channels=self.in_channels, min_size=self.min_size)
+        check_input(x, model="LeNet-5", in_channels=self.in_channels, min_size=1)
         if x.shape[-2:] != (self.input_size, self.input_size):
             raise ShapeError(f"this LeNet-5 was built for {self.input_size}x{self.input_size} inputs, got "
                              f"{x.shape[-2]}x{x.shape[-1]}; build it with input_size={x.shape[-1]} "
