@@ -32,7 +32,7 @@ from cnncourse.models import (
     resnet56,
     scaled,
 )
-from cnncourse.shapes import ShapeError, conv_params
+from cnncourse.shapes import ShapeError, conv_params, layer_table
 
 META = torch.device("meta")
 
@@ -302,3 +302,13 @@ def test_bad_configurations_are_refused():
     with pytest.raises(ValueError, match="5 convolutions"):
         AlexNet(widths=(64, 64))
     assert resnet56(plain=True).plain
+
+
+@pytest.mark.parametrize("name", ["googlenet_cifar", "mobilenet_v1", "mobilenet_v2"])
+def test_stem_stride_trades_resolution_for_cost(name):
+    costs = []
+    for stride in (1, 2):
+        model = build(name, num_classes=2, stem_stride=stride)
+        assert run(model, 2, 3, 32, 32).shape == (2, 2)
+        costs.append(layer_table(model, (1, 3, 32, 32), device=META).total_macs)
+    assert costs[1] < costs[0] / 3
