@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import random
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -17,8 +20,9 @@ from PIL import Image
 
 from cnncourse.__main__ import main
 from cnncourse.data import images as images_mod
+from cnncourse.data import sha256_file
 from cnncourse.data.archive import DataError
-from cnncourse.data.images import letterbox_png
+from cnncourse.data.images import clean_stale_tmp, letterbox_png
 from cnncourse.data.malaria import (
     MalariaCells,
     SyntheticDataWarning,
@@ -73,8 +77,25 @@ def small_zip(tmp_path) -> Path:
 
 
 def _cache_files(tmp_path: Path) -> list[Path]:
+    """Everything in the cache folder but the memo of zip hashes."""
     folder = tmp_path / "datadir" / "cache"
-    return sorted(folder.iterdir()) if folder.exists() else []
+    return sorted(p for p in folder.iterdir() if p.name != "sources.json") if folder.exists() else []
+
+
+def _corrupt_in_place(path: Path, member: str) -> bytes:
+    """Flip bytes inside one member's data, leaving the zip's directory (names, CRCs, sizes) as it was.
+
+    Returns the original bytes of the whole file."""
+    original = path.read_bytes()
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    local_header = 30 + len(info.filename.encode()) + len(info.extra)
+    start = info.header_offset + local_header + info.compress_size // 2
+    time.sleep(0.02)  # a real corruption happens later than the write before it
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(bytes(b ^ 0xFF for b in original[start : start + 4]))
+    return original
 
 
 # --- patient IDs and the official CSVs -----------------------------------------------------------------
@@ -246,6 +267,44 @@ def test_damaged_cache_file_is_rebuilt(tmp_path, small_zip):
     (cache,) = _cache_files(tmp_path)
     cache.write_bytes(b"garbage")
     assert torch.equal(load_tensors("test", source=small_zip, size=16, progress=False).images, first.images)
+
+
+@pytest.mark.parametrize("memo", [False, True], ids=["fresh-zip", "zip-hash-remembered"])
+def test_zip_corrupted_in_place_gets_its_own_cache(tmp_path, small_zip, memo):
+    """Same path, same directory of names/CRCs/sizes, changed bytes: neither zip may use the other's cache."""
+    if memo:  # an old, still zip: its hash is remembered, and a corruption later changes its mtime
+        os.utime(small_zip, ns=(10**18, 10**18))
+    good = load_tensors("all", source=small_zip, size=16, progress=False)
+    memo_file = tmp_path / "datadir" / "cache" / "sources.json"
+    if memo:
+        entry = json.loads(memo_file.read_text())[str(small_zip.resolve())]
+        assert entry["sha256"] == sha256_file(small_zip)
+    member = sorted(_members())[5]
+    original = _corrupt_in_place(small_zip, member)
+    if memo:
+        os.utime(small_zip, ns=(10**18 + 10**12, 10**18 + 10**12))
+    with pytest.raises(DataError, match=member.rsplit("/")[-1]):  # decoded again: the bad CRC shows
+        load_tensors("all", source=small_zip, size=16, progress=False)
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        assert len(load_tensors("all", source=small_zip, size=16, progress=False, on_error="skip").labels) == 59
+    small_zip.write_bytes(original)  # repaired: the good zip's cache is valid again, all 60 cells
+    again = load_tensors("all", source=small_zip, size=16, progress=False)
+    assert torch.equal(again.images, good.images)
+
+
+def test_stale_tmp_of_a_killed_build_is_removed(tmp_path, small_zip):
+    """A build killed mid-write (no chance to clean up) leaves a *.tmp; the next load removes it once stale."""
+    load_tensors("val", source=small_zip, size=16, progress=False)
+    (cache,) = _cache_files(tmp_path)
+    stale = cache.with_name(cache.name + ".k1ll3d.tmp")
+    stale.write_bytes(b"half a file")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    busy = cache.with_name(cache.name + ".w0rk1ng.tmp")  # another process writing right now
+    busy.write_bytes(b"being written")
+    load_tensors("val", source=small_zip, size=16, progress=False)  # from the cache
+    assert not stale.exists() and busy.exists()
+    os.utime(busy, (time.time() - 3600, time.time() - 3600))
+    assert clean_stale_tmp(cache.parent) == [busy] and _cache_files(tmp_path) == [cache]
 
 
 # --- bad sources ---------------------------------------------------------------------------------------
