@@ -7,6 +7,7 @@ with the token). Used by the smoke test and the browser tests.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -43,12 +44,13 @@ def http_get(url: str) -> tuple[int, bytes]:
 
 
 @contextlib.contextmanager
-def running_lab(root_dir: Path, workdir: Path, extra_args: Sequence[str] = (), env: dict | None = None
-                ) -> Iterator[Lab]:
+def running_lab(root_dir: Path, workdir: Path, extra_args: Sequence[str] = (), env: dict | None = None,
+                settings: dict[str, dict] | None = None) -> Iterator[Lab]:
     """Run ``jupyter lab`` serving ``root_dir`` (also its working directory) until the block ends.
 
     Its config, runtime, settings and workspaces live under ``workdir`` (nothing is written to ``~``); its
-    log is ``workdir/lab.log``. No news, no update checks, no browser opened.
+    log is ``workdir/lab.log``. No news, no update checks, no browser opened. ``settings`` maps a plugin
+    (``"@jupyterlab/notebook-extension:tracker"``) to its user settings.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)
@@ -62,10 +64,12 @@ def running_lab(root_dir: Path, workdir: Path, extra_args: Sequence[str] = (), e
             ("JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR", "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")}
     full_env = {**os.environ, **{k: str(v) for k, v in dirs.items()}, **(env or {})}
     # No "get notified about Jupyter news?" toast over the notebook.
-    settings = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension"
-    notification = settings / "notification.jupyterlab-settings"
-    notification.parent.mkdir(parents=True, exist_ok=True)
-    notification.write_text('{"fetchNews": "false"}')
+    settings = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}, **(settings or {})}
+    for plugin, values in settings.items():
+        package, name = plugin.split(":")
+        path = dirs["JUPYTERLAB_SETTINGS_DIR"] / package / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     log_path = workdir / "lab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=root_dir)

@@ -62,7 +62,10 @@ def course(tmp_path_factory) -> Path:
 def lab(course, tmp_path_factory):
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "CNNCOURSE_QUICK": "1", "OMP_NUM_THREADS": "1"}
-    with running_lab(course, tmp_path_factory.mktemp("lab"), ["--LabApp.expose_app_in_browser=True"], env) as lab:
+    # Render every cell (no virtual scrolling): outputs below the fold are in the page and readable.
+    settings = {"@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"}}
+    with running_lab(course, tmp_path_factory.mktemp("lab"), ["--LabApp.expose_app_in_browser=True"], env,
+                     settings) as lab:
         yield lab
 
 
@@ -131,6 +134,7 @@ def test_lecture_01_runs_and_its_conv_explorer_follows_the_stride_slider(lab, co
 
         label = page.locator(f"{ACTIVE} .cnncourse-conv-output").first
         label.wait_for(timeout=30_000)
+        label.scroll_into_view_if_needed()
         explorer = label.locator("xpath=..")  # the explorer's VBox: sliders, label, output
         figure = explorer.locator(".widget-output img").first
         figure.wait_for(timeout=30_000)
