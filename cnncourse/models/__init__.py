@@ -58,7 +58,10 @@ from cnncourse.models.vgg import (
     vgg_cifar,
 )
 
-# name -> builder. Builders take keyword arguments only (num_classes=..., in_channels=..., ...).
+# name -> builder. To add a model, add one line. The tests (tests/test_models*.py) loop over this dict and
+# expect of every entry: keyword arguments num_classes and in_channels with defaults; a docstring stating
+# "N parameters" (for the defaults) and "Inputs of SxS and up"; a model with attributes in_channels and
+# min_size (common.smallest_input) whose forward calls common.check_input; every parameter in a leaf module.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": lenet5,
     "lenet5_modern": lenet5_modern,
