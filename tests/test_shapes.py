@@ -1,5 +1,6 @@
 """cnncourse.shapes: the formulas agree with what PyTorch layers really produce, and the slides' numbers."""
 
+import dataclasses
 import random
 
 import pytest
@@ -56,8 +57,7 @@ def _random_pool_configs(n: int, seed: int):
         s = (rng.randint(1, 4), rng.randint(1, 4))
         p = (rng.randint(0, k[0] // 2), rng.randint(0, k[1] // 2))
         d = (rng.randint(1, 2), rng.randint(1, 2))
-        if any(size[i] + 2 * p[i] < d[i] * (k[i] - 1) + 1 for i in range(2)):
-            continue
+        # windows that overhang the input are kept: ceil mode accepts some of them, PyTorch rejects the rest
         configs.append((size, k, s, p, d, rng.random() < 0.5))
     return configs
 
@@ -66,7 +66,12 @@ def _random_pool_configs(n: int, seed: int):
 def test_pool_output_size_matches_maxpool2d(config):
     size, k, s, p, d, ceil = config
     pool = nn.MaxPool2d(k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
-    out = pool(torch.zeros(1, 1, *size)).shape[-2:]
+    try:
+        out = pool(torch.zeros(1, 1, *size)).shape[-2:]
+    except RuntimeError:  # PyTorch: "Output size is too small"
+        with pytest.raises(ShapeError, match="does not fit"):
+            pool_output_size(size, k, s, p, d, ceil_mode=ceil)
+        return
     assert pool_output_size(size, k, s, p, d, ceil_mode=ceil) == tuple(out)
     if d == (1, 1):
         avg = nn.AvgPool2d(k, stride=s, padding=p, ceil_mode=ceil)
@@ -99,6 +104,7 @@ def test_pooling_examples():
     assert pool_output_size(55, 3, 2) == 27  # AlexNet's overlapping pool
     assert pool_output_size(112, 3, 2, ceil_mode=True) == 56  # GoogLeNet: ceil keeps the size
     assert pool_output_size(112, 3, 2) == 55
+    assert pool_output_size(2, 3, 2, ceil_mode=True) == 1  # a partial window that overhangs by one pixel
 
 
 @pytest.mark.parametrize(
@@ -277,3 +283,37 @@ def test_layer_table_reused_module_counts_parameters_once():
     assert [r.name for r in table][1:] == ["0", "1", "0#2"]
     assert sum(r.params for r in table) == table.total_params == conv_params(4, 4, 3)
     assert table["0#2"].macs == table["0"].macs > 0
+
+
+def _small_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                         nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+
+
+def test_layer_table_puts_the_model_back_where_it_was():
+    """Measured on another device, the model returns to its own device and every module to its own mode."""
+    model = _small_cnn()
+    model.train()
+    model[1].eval()  # a frozen batch norm inside a training model keeps its eval mode
+    weight = model[0].weight
+    on_cpu = layer_table(model, (2, 3, 8, 8))
+    on_meta = layer_table(model, (2, 3, 8, 8), device="meta")
+    assert model[0].weight.device.type == "cpu" and model[1].running_mean.device.type == "cpu"
+    assert model[0].weight is weight and model[0].weight.grad is None
+    assert [m.training for m in model.modules()] == [True, True, False, True, True, True, True]
+    assert [dataclasses.astuple(r) for r in on_meta] == [dataclasses.astuple(r) for r in on_cpu]
+    assert on_meta.total_bytes == on_cpu.total_bytes and on_cpu["2"].aliases_input and not on_cpu["0"].aliases_input
+
+
+def test_layer_table_on_the_meta_device_leaves_a_meta_model_there():
+    model = _small_cnn().to("meta")
+    layer_table(model, (1, 3, 8, 8), device="meta")
+    assert model[0].weight.is_meta
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_layer_table_on_cuda_returns_the_model_to_the_cpu():
+    model = _small_cnn()
+    table = layer_table(model, (1, 3, 8, 8), device="cuda")
+    assert model[0].weight.device.type == "cpu" and table.total_macs > 0
+
