@@ -84,9 +84,10 @@ def main() -> None:
         "serial_nbgrader_autograde": serial,
         f"parallel_jobs_{args.jobs}": parallel,
         "speedup": round(serial["wall_s"] / parallel["wall_s"], 2),
-        # CPU seconds (nbgrader, workers and kernels) do not depend on other jobs the way wall time does: what
-        # an otherwise idle machine with this many cores would grade per minute with the parallel runner.
-        "idle_estimate_submissions_per_minute": round(
+        # CPU seconds (nbgrader, workers and kernels) depend far less on other jobs than wall time: an upper
+        # bound of what an otherwise idle machine with these cores grades per minute with the parallel runner
+        # (it ignores the waits of kernel start-up and messaging, which the workers overlap).
+        "idle_upper_bound_submissions_per_minute": round(
             60 * min(args.jobs, os.cpu_count() or 1) / parallel["cpu_s_per_submission"], 1),
         "cpu_count": os.cpu_count(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
