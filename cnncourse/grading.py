@@ -388,7 +388,8 @@ def _tampered() -> list[str]:
     """Names in the watched namespaces (and sys.modules entries) changed since this module was imported."""
     changed = [f"{name}.{attr}" for name, ns in _WATCHED.items() for attr, value in _SNAPSHOT[name].items()
                if vars(ns).get(attr, _MISSING) is not value and f"{name}.{attr}" not in _VOLATILE]
-    changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]]
+    changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]
+                if f"{name}.{attr}" not in _VOLATILE]
     changed += [f"sys.modules[{name!r}]" for name, module in _MODULES.items() if sys.modules.get(name) is not module]
     if sys.modules.get(__name__) is not _THIS or type(_THIS) is not _Protected:
         changed.append(f"sys.modules[{__name__!r}]")
@@ -396,7 +397,8 @@ def _tampered() -> list[str]:
 
 
 _MISSING = object()
-_VOLATILE = {"torch.Storage", "builtins.input"}  # rebound by torch.set_default_dtype, by ipykernel per cell
+_VOLATILE = {"torch.Storage", "builtins.input",  # rebound by torch.set_default_dtype, by ipykernel per cell
+             "torch.Tensor.__slotnames__", "torch._C.TensorBase.__slotnames__"}  # cached by torch.save (copyreg)
 
 
 def _check_untampered(when: str) -> None:

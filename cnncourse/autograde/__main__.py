@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "autograde":
         from cnncourse.autograde.parallel import autograde
 
-        summary = autograde(args.course, args.assignment, args.jobs, timeout=args.timeout, force=args.force,
-                            progress=not args.no_progress)
+        try:
+            summary = autograde(args.course, args.assignment, args.jobs, timeout=args.timeout, force=args.force,
+                                progress=not args.no_progress)
+        except RuntimeError as err:  # a missing required environment variable, no release: a message, no traceback
+            print(f"autograde {args.assignment}: {err}", file=sys.stderr)
+            return 2
         print(summary)
         return 1 if summary.failed else 0
     from cnncourse.autograde.audit import audit
