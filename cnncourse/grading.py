@@ -387,7 +387,8 @@ _BASELINE_THREADS = {t.ident for t in threading.enumerate()}
 def _tampered() -> list[str]:
     """Names in the watched namespaces (and sys.modules entries) changed since this module was imported."""
     changed = [f"{name}.{attr}" for name, ns in _WATCHED.items() for attr, value in _SNAPSHOT[name].items()
-               if vars(ns).get(attr, _MISSING) is not value and f"{name}.{attr}" not in _VOLATILE]
+               if vars(ns).get(attr, _MISSING) is not value and f"{name}.{attr}" not in _VOLATILE
+               and not (f"{name}.{attr}" in _WRAPPED_BY_TORCH and _wraps(vars(ns).get(attr), value))]
     changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]
                 if f"{name}.{attr}" not in _VOLATILE]
     changed += [f"sys.modules[{name!r}]" for name, module in _MODULES.items() if sys.modules.get(name) is not module]
@@ -397,6 +398,12 @@ def _tampered() -> list[str]:
 
 
 _MISSING = object()
+# torch._dynamo, imported lazily (e.g. by torch.utils.flop_counter in shapes.layer_table), wraps these in place.
+_WRAPPED_BY_TORCH = {"torch.manual_seed"}
+
+
+def _wraps(new: object, original: object) -> bool:
+    return getattr(new, "__wrapped__", None) is original and getattr(new, "__module__", "").startswith("torch")
 _VOLATILE = {"torch.Storage", "builtins.input",  # rebound by torch.set_default_dtype, by ipykernel per cell
              "torch.Tensor.__slotnames__", "torch._C.TensorBase.__slotnames__"}  # cached by torch.save (copyreg)
 

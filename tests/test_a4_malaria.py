@@ -82,9 +82,11 @@ def batch(tmp_path_factory):
     cell(one_class, "build_model").source = (
         "from torch import nn\nimport torch\n\n\nclass Normalize(nn.Module):\n    pass\n\n\n"
         "class OneClass(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-        "        self.register_buffer('mean', torch.tensor(MEAN))\n        self.register_buffer('std', torch.tensor(STD))\n"
+        "        self.register_buffer('mean', torch.tensor(MEAN))\n"
+        "        self.register_buffer('std', torch.tensor(STD))\n"
         "        self.bias = nn.Parameter(torch.tensor([2.0, -2.0]))\n\n    def forward(self, x):\n"
         "        return self.bias.expand(len(x), 2)\n\n\ndef build_model():\n    return OneClass()\n")
+    (work / "course").mkdir()
     course = make_course(work / "course", A4, {"solution": correct, "one_class": one_class, "no_model": correct})
     sub = course / ".nbgrader" / "submitted"
     torch.save(detector().state_dict(), sub / "solution" / A4.id / "model.pt")
@@ -97,7 +99,7 @@ def batch(tmp_path_factory):
 
 
 def test_detector_is_a_real_classifier():
-    """The hand-set weights classify unseen synthetic cells through the solution's architecture (no trick in grading)."""
+    """The hand-set weights classify unseen synthetic cells through the solution's architecture."""
     cells = synthetic_cells(300, seed=777)
     with torch.no_grad():
         acc = (detector()(cells.images.float() / 255).argmax(1) == cells.labels).float().mean()
