@@ -387,23 +387,31 @@ _BASELINE_THREADS = {t.ident for t in threading.enumerate()}
 def _tampered() -> list[str]:
     """Names in the watched namespaces (and sys.modules entries) changed since this module was imported."""
     changed = [f"{name}.{attr}" for name, ns in _WATCHED.items() for attr, value in _SNAPSHOT[name].items()
-               if vars(ns).get(attr, _MISSING) is not value and f"{name}.{attr}" not in _VOLATILE
-               and not (f"{name}.{attr}" in _WRAPPED_BY_TORCH and _wraps(vars(ns).get(attr), value))]
+               if not _same(vars(ns).get(attr, _MISSING), value) and f"{name}.{attr}" not in _VOLATILE]
     changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]
                 if f"{name}.{attr}" not in _VOLATILE]
     changed += [f"sys.modules[{name!r}]" for name, module in _MODULES.items() if sys.modules.get(name) is not module]
     if sys.modules.get(__name__) is not _THIS or type(_THIS) is not _Protected:
         changed.append(f"sys.modules[{__name__!r}]")
+    changed += [f"{__name__}.{k}" for k, v in _OWN.items() if vars(_THIS).get(k, _MISSING) is not v]
     return changed
 
 
 _MISSING = object()
-# torch._dynamo, imported lazily (e.g. by torch.utils.flop_counter in shapes.layer_table), wraps these in place.
-_WRAPPED_BY_TORCH = {"torch.manual_seed"}
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_DYNAMO_WRAPPERS = (os.path.join(_TORCH_DIR, "_compile.py"), os.path.join(_TORCH_DIR, "_dynamo") + os.sep)
 
 
-def _wraps(new: object, original: object) -> bool:
-    return getattr(new, "__wrapped__", None) is original and getattr(new, "__module__", "").startswith("torch")
+def _same(value: object, original: object) -> bool:
+    """``value`` is ``original``, or torch._dynamo's wrapper of it: torch._dynamo, imported lazily (e.g. by
+    ``torch.utils.flop_counter`` in ``shapes.layer_table``), wraps ``torch.manual_seed``
+    (``torch._compile._disable_dynamo``)."""
+    while value is not original:
+        code = getattr(value, "__code__", None)
+        if code is None or not code.co_filename.startswith(_DYNAMO_WRAPPERS) or not hasattr(value, "__wrapped__"):
+            return False
+        value = value.__wrapped__
+    return True
 _VOLATILE = {"torch.Storage", "builtins.input",  # rebound by torch.set_default_dtype, by ipykernel per cell
              "torch.Tensor.__slotnames__", "torch._C.TensorBase.__slotnames__"}  # cached by torch.save (copyreg)
 
@@ -492,3 +500,4 @@ class _Protected(type(sys)):
 
 _THIS = sys.modules[__name__]
 _THIS.__class__ = _Protected
+_OWN = dict(vars(_THIS))  # this module's own names, e.g. replaced with object.__setattr__
