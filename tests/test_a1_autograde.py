@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from cnncourse.grading import fill_answers
+from cnncourse.autograde.inprocess import fill_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 AID = "a1-convolution"

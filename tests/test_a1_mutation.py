@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnncourse.grading import grade_in_process
+from cnncourse.autograde.inprocess import grade_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "solutions" / "a1-convolution" / "a1-convolution.ipynb"

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbgrader.validator import Validator
 
-from cnncourse.grading import fill_answers
+from cnncourse.autograde.inprocess import fill_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "solutions" / "a1-convolution" / "a1-convolution.ipynb"
