@@ -26,7 +26,7 @@ from nbgrader.utils import determine_grade
 
 from cnncourse.autograde.preprocessors import check_markers
 
-__all__ = ["CellResult", "GradeReport", "grade_in_process", "fill_answers", "read_notebook"]
+__all__ = ["CellResult", "GradeReport", "grade_in_process", "fill_answers", "read_notebook", "restore_locked"]
 
 
 @dataclass
@@ -196,3 +196,19 @@ def fill_answers(release: Mapping, source: Mapping) -> NotebookNode:
                 raise ValueError(f"answer cell {meta['grade_id']!r} of the release is missing from the source")
             cell.source = answers[meta["grade_id"]]
     return filled
+
+
+def restore_locked(submission: Mapping, source: Mapping) -> NotebookNode:
+    """The submission with every locked cell's source taken from ``source`` (hidden tests included).
+
+    What nbgrader's ``OverwriteCells`` does before autograding: an edited test cell is put back; a deleted
+    one stays deleted (nbgrader then scores it 0 and marks it for manual grading); added cells stay.
+    """
+    locked = {c["metadata"]["nbgrader"]["grade_id"]: c["source"] for c in source["cells"]
+              if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
+    restored = read_notebook(submission)
+    for c in restored.cells:
+        grade_id = c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in locked:
+            c.source = locked[grade_id]
+    return restored
