@@ -74,8 +74,9 @@ def save_checkpoint(
     """Write ``model``'s weights and everything needed to rebuild and feed it; return the path.
 
     ``arch`` must be a registered architecture and ``arch(**kwargs)`` must rebuild ``model``; this is
-    checked by loading the file back before returning. ``info`` holds plain values only (numbers,
-    strings, lists, dicts).
+    checked by loading the file back before returning. ``kwargs`` and ``info`` may hold plain values
+    only (None, bool, int, float, str, lists, tuples, dicts); anything else raises ``TypeError`` before
+    anything is written.
     """
     _builder(arch, path)
     payload = {
@@ -87,6 +88,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "info": dict(info or {}),
     }
+    _check_plain({k: v for k, v in payload.items() if k != "state_dict"}, "checkpoint")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
@@ -154,6 +156,25 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         ) from None
     model.to(device).eval()
     return Checkpoint(model, arch, kwargs, preprocessing, classes, dict(payload.get("info") or {}))
+
+
+def _check_plain(value: object, where: str) -> None:
+    """Raise TypeError unless ``value`` is built of None, bool, int, float, str, list, tuple and str-keyed dict."""
+    if value is None or type(value) in (bool, int, float, str):
+        return
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"{where} has a non-str key {key!r}; checkpoint dicts need str keys.")
+            _check_plain(item, f"{where}[{key!r}]")
+    else:
+        raise TypeError(
+            f"{where} is a {type(value).__name__} ({value!r:.60}); a checkpoint may hold only None, bool, int, "
+            "float, str, lists, tuples and dicts besides the weights (convert it, e.g. with str())."
+        )
 
 
 def _builder(arch: object, path: str | os.PathLike) -> Callable[..., nn.Module]:

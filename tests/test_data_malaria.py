@@ -426,10 +426,49 @@ def test_cli_synthetic_and_errors(capsys):
     assert main(["data", "malaria", "--synthetic", "--size", "32", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "2,400" in out
-    assert main(["data", "malaria", "--quiet"]) == 1
-    assert "--download" in capsys.readouterr().err
+    assert main(["data", "malaria", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--download" in err and "--synthetic" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):
         main(["data", "malaria", "--synthetic", "--source", "x.zip"])
+
+
+def _one_paragraph_error(capsys, *needles: str) -> str:
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_cli_bad_sources_exit_2_with_one_paragraph(tmp_path, small_zip, capsys):
+    assert main(["data", "malaria", "--source", str(tmp_path / "missing.zip"), "--quiet"]) == 2
+    _one_paragraph_error(capsys, "missing.zip")
+    cut = tmp_path / "cell_images_cut.zip"
+    cut.write_bytes(small_zip.read_bytes()[:3000])
+    assert main(["data", "malaria", "--source", str(cut), "--quiet"]) == 2
+    _one_paragraph_error(capsys, "cell_images_cut.zip", "truncated")
+    text = tmp_path / "notes.zip"
+    text.write_text("hello")
+    assert main(["data", "malaria", "--source", str(text), "--quiet"]) == 2
+    _one_paragraph_error(capsys, "notes.zip")
+    with pytest.raises(SystemExit) as info:  # argparse: usage error, also exit status 2
+        main(["data", "malaria", "--synthetic", "--size", "4"])
+    assert info.value.code == 2 and "between 16 and 512" in capsys.readouterr().err
+
+
+def test_cli_corrupt_png_error_then_on_error_skip(tmp_path, capsys):
+    members = _members()
+    bad = sorted(members)[0]
+    members[bad] = b"\x89PNG\r\n\x1a\n but then garbage"
+    source = _write_zip(tmp_path / "cell_images_bad.zip", members)
+    assert main(["data", "malaria", "--source", str(source), "--size", "16", "--quiet"]) == 2
+    _one_paragraph_error(capsys, bad.rsplit("/")[-1], "--on-error skip")
+    assert main(["data", "malaria", "--source", str(source), "--size", "16", "--quiet", "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable" in captured.out and "warning: Skipped 1" in captured.err
+    assert next(line for line in captured.out.splitlines() if line.startswith("all")).split()[-1] == "59"
 
 
 def test_cli_download_fetches_then_uses_the_archive(small_zip, tmp_path, monkeypatch, capsys):
@@ -444,10 +483,10 @@ def test_cli_download_fetches_then_uses_the_archive(small_zip, tmp_path, monkeyp
         monkeypatch.setattr(malaria, "URL", srv.url)
         monkeypatch.setattr(malaria, "SHA256", hashlib.sha256(payload).hexdigest())
         monkeypatch.setattr(malaria, "CSV_URL", srv.url + "-missing-{}")
-        with pytest.warns(UserWarning, match="patientid_cellmapping"):
-            assert main(["data", "malaria", "--download", "--size", "16", "--quiet"]) == 0
+        assert main(["data", "malaria", "--download", "--size", "16", "--quiet"]) == 0
     fetched = tmp_path / "datadir" / "cell_images.zip"
     assert fetched.read_bytes() == payload
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert err.count("warning: Could not fetch the mapping file patientid_cellmapping") == 2  # one line each
     assert f"downloading {srv.url}" in out and str(fetched) in out
     assert next(line for line in out.splitlines() if line.startswith("all")).split() == ["all", "12", "24", "36", "60"]

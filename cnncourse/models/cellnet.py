@@ -13,7 +13,19 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["CellNet", "cellnet"]
+__all__ = ["CellNet", "cellnet", "TRAIN_SETTINGS"]
+
+# The solution's recipe (``python -m cnncourse train malaria`` defaults; ``fit_tensors`` arguments and the
+# model's keyword arguments), found on the 90-patient dev data: see the README's A4 section.
+TRAIN_SETTINGS = {
+    "size": 64,
+    "epochs": 20,
+    "batch_size": 128,
+    "lr": 3e-3,
+    "weight_decay": 5e-4,
+    "widths": (16, 32, 64, 128),
+    "dropout": 0.2,
+}
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
