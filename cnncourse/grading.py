@@ -26,6 +26,7 @@ test cell whose marker is missing or forged.
 * :func:`assert_close` compares a returned tensor (a real ``torch.Tensor``) with the expected one.
 * :func:`assert_type` checks an answer's exact type (``type(a) is int``: no look-alike objects).
 * :func:`from_scratch` fails the test if the code inside calls what the student must write themselves.
+* :func:`inputs_unchanged` fails the test if the code inside modifies the given tensors in place.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ __all__ = [
     "assert_close",
     "assert_type",
     "from_scratch",
+    "inputs_unchanged",
     "graded_test",
     "pass_marker",
 ]
@@ -307,6 +309,20 @@ def assert_close(actual: object, expected: object, name: str = "output", *, rtol
     )
 
 
+@contextlib.contextmanager
+def inputs_unchanged(what: str, **inputs: torch.Tensor) -> Iterator[None]:
+    """Fail if the code inside changes any of ``inputs`` in place, e.g. ``grad_y /= k * k``.
+
+    Example: ``with inputs_unchanged("avg_pool2d_backward", grad_y=grad_y, x=x): ...``.
+    """
+    copies = {name: t.detach().clone() for name, t in inputs.items()}
+    yield
+    for name, t in inputs.items():
+        if t.shape != copies[name].shape or not torch.equal(t.detach(), copies[name]):
+            raise AssertionError(f"{what} changed its input {name} in place; work on new tensors "
+                                 "(e.g. grad_y / k instead of grad_y /= k).")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Running a test cell.
 
@@ -314,6 +330,7 @@ def assert_close(actual: object, expected: object, name: str = "output", *, rtol
 TOOLKIT: dict[str, object] = {
     "torch": torch, "F": F, "nn": nn, "math": math, "shapes": shapes,
     "assert_close": assert_close, "assert_type": assert_type, "from_scratch": from_scratch,
+    "inputs_unchanged": inputs_unchanged,
 }
 # Namespaces whose entries the tests rely on; any entry replaced or deleted since import fails the test.
 _WATCHED = {"builtins": builtins, "torch": torch, "torch.nn.functional": F, "torch.nn.init": nn.init,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cnncourse.autograde.inprocess import apply_replacements
 from tests.grading_support import Assignment, Mutant, Submission, cell, edited, replace_once
 
 _EVERY_ELEMENT = """    grad_x = grad_x.view(N, C, H, W)
@@ -9,6 +10,19 @@ _EVERY_ELEMENT = """    grad_x = grad_x.view(N, C, H, W)
         for b in range(kw):
             grad_x[:, :, a:a + sh * (OH - 1) + 1:sh, b:b + sw * (OW - 1) + 1:sw] += grad_y
     return grad_x"""
+
+_MAXPOOL_CEIL = """    OH, OW = -(-(H - kh) // sh) + 1, -(-(W - kw) // sw) + 1  # ceil: a partial last window is kept
+    y = x.new_empty(N, C, OH, OW)
+    for i in range(OH):
+        for j in range(OW):
+            y[:, :, i, j] = x[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].amax(dim=(2, 3))
+    return y"""
+_MAXPOOL_FLOOR = """    OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+    y = x.new_full((N, C, OH, OW), float("-inf"))
+    for a in range(kh):
+        for b in range(kw):
+            y = torch.maximum(y, x[:, :, a:a + sh * (OH - 1) + 1:sh, b:b + sw * (OW - 1) + 1:sw])
+    return y"""
 
 MUTANTS: dict[str, Mutant] = {
     "true_convolution": Mutant("kernel flipped (textbook convolution, not PyTorch's cross-correlation)", [
@@ -49,6 +63,38 @@ MUTANTS: dict[str, Mutant] = {
         ("max_pool2d_backward", "k = win.argmax(dim=-1)", "k = kh * kw - 1 - win.flip(-1).argmax(dim=-1)")]),
     "avgpool_grad_not_divided": Mutant("average-pool backward does not divide by the window area", [
         ("avg_pool2d", "+= grad_y / (kh * kw)", "+= grad_y")]),
+    # Clauses of the docstrings that no test exercised before (issue 9).
+    "maxpool_ceil_partial_window": Mutant("max pooling keeps a partial last window (ceil instead of floor)", [
+        ("max_pool2d", _MAXPOOL_FLOOR, _MAXPOOL_CEIL)]),
+    "avgpool_backward_divides_grad_y_in_place": Mutant("average-pool backward divides the caller's grad_y in place", [
+        ("avg_pool2d", "grad_x = torch.zeros_like(x)\n", "grad_x = torch.zeros_like(x)\n    grad_y /= kh * kw\n"),
+        ("avg_pool2d", "+= grad_y / (kh * kw)", "+= grad_y")]),
+    "maxpool_running_max_in_x": Mutant("max pooling keeps its running maximum in a view of x (x is overwritten)", [
+        ("max_pool2d", 'y = x.new_full((N, C, OH, OW), float("-inf"))',
+         "y = x[:, :, :sh * (OH - 1) + 1:sh, :sw * (OW - 1) + 1:sw]"),
+        ("max_pool2d", "y = torch.maximum(y, x[:, :, a:a + sh * (OH - 1) + 1:sh, b:b + sw * (OW - 1) + 1:sw])",
+         "y.copy_(torch.maximum(y, x[:, :, a:a + sh * (OH - 1) + 1:sh, b:b + sw * (OW - 1) + 1:sw]))")]),
+    "conv_output_ceil": Mutant("convolution output size rounded up (a partial last window)", [
+        ("conv2d_naive", "OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1",
+         "OH = -(-(H + 2 * ph - dh * (kh - 1) - 1) // sh) + 1")]),
+    "output_default_dtype": Mutant("output allocated with the default dtype instead of x's (float32 in, float64 out)", [
+        ("conv2d_naive", "y = x.new_zeros(N, F_out, OH, OW)", "y = torch.zeros(N, F_out, OH, OW)")]),
+    "backward_default_dtype": Mutant("max-pool backward allocates grad_x with the default dtype", [
+        ("max_pool2d_backward", "grad_x = x.new_zeros(N, C, H * W)", "grad_x = torch.zeros(N, C, H * W)")]),
+    "col2im_output_size_pair_only": Mutant("col2im unpacks output_size as a pair (an int fails)", [
+        ("im2col_col2im", "H, W = pair(output_size)", "H, W = output_size")]),
+    "im2col_square_kernel_only": Mutant("im2col takes kernel_size as an int only", [
+        ("im2col_col2im", "    N, C, H, W = x.shape\n    kh, kw = pair(kernel_size)",
+         "    N, C, H, W = x.shape\n    kh = kw = kernel_size")]),
+    "conv_arguments_reordered": Mutant("conv2d_naive takes padding before stride (positional calls break)", [
+        ("conv2d_naive", "bias=None, stride=1, padding=0, dilation=1", "bias=None, padding=0, stride=1, dilation=1")]),
+    "maxpool_grad_overlaps_overwrite": Mutant("max-pool backward overwrites instead of adding where windows overlap", [
+        ("max_pool2d_backward", "grad_x.scatter_add_(2, index,", "grad_x.scatter_(2, index,")]),
+    "im2col_columns_transposed": Mutant("im2col columns ordered j*OH + i instead of i*OW + j", [
+        ("im2col_col2im", "return cols.reshape(N, C * kh * kw, OH * OW)",
+         "return cols.transpose(4, 5).reshape(N, C * kh * kw, OH * OW)")]),
+    "sizes_as_floats": Mutant("an output size computed with / is a float, not an int", [
+        ("q1_answers", "q1a_out = 28  # (32 - 5 + 0)/1 + 1", "q1a_out = (32 - 5 + 0) / 1 + 1")]),
     "params_without_bias": Mutant("parameter count forgets the biases", [
         ("q1_answers", "q1e_params = 11 * 11 * 3 * 96 + 96", "q1e_params = 11 * 11 * 3 * 96")]),
 }
@@ -128,6 +174,14 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
             "test_conv2d_naive_hidden": "debug: conv2d_naive called"}),
         "ursula_untouched": Submission(release, fails=set(a1.grade_cells)),
     }
+
+    nb = edited(correct)  # the issue's wrong answers that kept full marks, and two more docstring clauses
+    for name in ("maxpool_ceil_partial_window", "avgpool_backward_divides_grad_y_in_place",
+                 "col2im_output_size_pair_only", "output_default_dtype"):
+        apply_replacements(nb, MUTANTS[name].replacements)
+    subs["walt_wrong_clauses"] = Submission(nb, fails={"test_max_pool2d_hidden", "test_avg_pool2d",
+                                                       "test_avg_pool2d_hidden", "test_col2im_hidden",
+                                                       "test_conv2d_naive_hidden"})
 
     nb = edited(correct, conv2d_naive=lambda s: "while True:\n    pass\n\n" + s)  # that cell times out
     subs["eve_infinite_loop"] = Submission(nb, fails=NAIVE, inprocess=False)

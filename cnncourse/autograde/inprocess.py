@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import torch
 from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
@@ -149,6 +150,8 @@ def grade_in_process(
     namespace: dict[str, object] = {"__name__": "__main__", "__builtins__": builtins}
     previous = os.environ.get("NBGRADER_EXECUTION")
     os.environ["NBGRADER_EXECUTION"] = "autograde"
+    # Global torch state a notebook may change (its setup cell sets the default dtype): restored afterwards.
+    dtype, rng, grad = torch.get_default_dtype(), torch.get_rng_state(), torch.is_grad_enabled()
     try:
         with _chdir(cwd), warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -158,6 +161,9 @@ def grade_in_process(
                     name = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell{k}")
                     cell.outputs = _run_cell(cell.source, namespace, f"<cell {name}>")
     finally:
+        torch.set_default_dtype(dtype)
+        torch.set_rng_state(rng)
+        torch.set_grad_enabled(grad)
         if previous is None:
             os.environ.pop("NBGRADER_EXECUTION", None)
         else:
