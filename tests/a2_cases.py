@@ -24,6 +24,8 @@ MUTANTS: dict[str, Mutant] = {
     "fans_swapped": Mutant("fan_in read from dimension 0 and fan_out from dimension 1", [
         ("fans", "return shape[1] * receptive, shape[0] * receptive",
          "return shape[0] * receptive, shape[1] * receptive")]),
+    "fans_as_tensors": Mutant("fans computed as torch tensors (torch.tensor(...).prod()) instead of ints", [
+        ("fans", "math.prod(shape[2:])", "torch.tensor(shape[2:]).prod()")]),
     "xavier_uniform_bound_from_normal": Mutant("uniform bound from the normal's std: a third of the variance", [
         ("xavier", "a = gain * math.sqrt(6.0 / (fan_in + fan_out))",
          "a = gain * math.sqrt(2.0 / (fan_in + fan_out))")]),
@@ -41,12 +43,19 @@ MUTANTS: dict[str, Mutant] = {
         ("he", "math.sqrt(2.0 / fan)", "math.sqrt(1.0 / fan)")]),
     "he_mode_ignored": Mutant('mode="fan_out" ignored: always fan_in', [
         ("he", 'fan = fan_in if mode == "fan_in" else fan_out', "fan = fan_in")]),
+    "he_float64": Mutant("weights drawn in float64 instead of the default dtype", [
+        ("he", "return torch.randn(shape) * math.sqrt(2.0 / fan)",
+         "return torch.randn(shape, dtype=torch.float64) * math.sqrt(2.0 / fan)")]),
     "init_top_level_only": Mutant("init_weights_ walks model.children(): nested layers keep their weights", [
         ("init_weights", "for m in model.modules():", "for m in model.children():")]),
     "init_biases_kept": Mutant("init_weights_ leaves the biases as they were", [
         ("init_weights", "                if m.bias is not None:\n                    m.bias.zero_()\n", "")]),
     "init_linear_only": Mutant("init_weights_ skips the convolutions", [
         ("init_weights", "isinstance(m, (nn.Linear, nn.Conv2d))", "isinstance(m, nn.Linear)")]),
+    "init_returns_none": Mutant("init_weights_ works in place and returns None", [
+        ("init_weights", "    return model\n", "")]),
+    "init_every_module_with_weight": Mutant("init_weights_ re-draws every module that has a weight (batch norm too)", [
+        ("init_weights", "isinstance(m, (nn.Linear, nn.Conv2d))", 'getattr(m, "weight", None) is not None')]),
     # Part 3: batch norm forward
     "bn_running_var_biased": Mutant("the running variance gets the biased batch variance", [
         ("batchnorm_forward", "momentum * var * m / (m - 1)", "momentum * var")]),
@@ -60,6 +69,10 @@ MUTANTS: dict[str, Mutant] = {
     "bn_eval_batch_statistics": Mutant("evaluation mode normalizes with the batch's statistics", [
         ("batchnorm_forward", "mean, var = running_mean, running_var",
          "mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)")]),
+    "bn_eval_updates_running": Mutant("the running statistics are updated in evaluation mode too", [
+        ("batchnorm_forward", "    if training:\n", "    if True:  # the update is not guarded by training\n"),
+        ("batchnorm_forward", "    else:\n        mean, var = running_mean, running_var",
+         "    if not training:\n        mean, var = running_mean, running_var")]),
     "bn_eps_outside_sqrt": Mutant("eps added after the square root", [
         ("batchnorm_forward", "torch.sqrt(var.view(shape) + eps)", "(torch.sqrt(var.view(shape)) + eps)")]),
     "bn_unbiased_normalization": Mutant("normalized with torch's default (unbiased) variance", [
@@ -90,6 +103,9 @@ MUTANTS: dict[str, Mutant] = {
         ("dropout", "return x, None", "return x * (1 - p), None")]),
     "dropout_keeps_with_p": Mutant("each element kept with probability p instead of 1 - p", [
         ("dropout", "mask = torch.rand_like(x) >= p", "mask = torch.rand_like(x) < p")]),
+    "dropout_one_mask_per_example": Mutant("one keep/drop decision per example, broadcast over its features", [
+        ("dropout", "mask = torch.rand_like(x) >= p",
+         "mask = (torch.rand(x.shape[0], *[1] * (x.dim() - 1)) >= p).expand_as(x)")]),
     "dropout_same_mask_every_call": Mutant("the generator is reseeded inside: the same mask at every step", [
         ("dropout", "mask = torch.rand_like(x) >= p", "torch.manual_seed(0)\n    mask = torch.rand_like(x) >= p")]),
     "dropout_backward_new_mask": Mutant("backward draws a new mask instead of the forward's", [
