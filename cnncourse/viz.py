@@ -38,21 +38,21 @@ __all__ = [
 class CourseFigure(Figure):
     """A pyplot figure that a notebook shows exactly once.
 
-    Jupyter's inline backend shows every open pyplot figure at the end of a cell (and on ``plt.show()``), by
-    calling IPython's ``display`` on it, and IPython displays a figure that is the cell's last expression: a
-    plain figure returned by a function would appear twice. This one draws itself as a PNG whenever it is
-    displayed and then leaves pyplot, so whichever display comes first shows it and no later one repeats it.
+    Jupyter's inline backend shows every open pyplot figure at the end of a cell, and IPython shows a figure
+    that is the cell's last expression: a plain figure returned by a function would appear twice. Whoever
+    displays this one first (the cell's result, ``plt.show()``, or the backend at the end of the cell) draws
+    it as a PNG and closes it in pyplot, so the backend does not show it again. Displaying it again later
+    (``fig`` in another cell) draws it again.
     """
 
     def _ipython_display_(self) -> None:
         from IPython.core.pylabtools import print_figure
         from IPython.display import Image, display
 
+        plt.close(self)  # shown here: pyplot (and so the inline backend) lets go of it
         png = print_figure(self, "png", bbox_inches="tight")
         if png is not None:
             display(Image(data=png))
-        if getattr(self, "number", None) in plt.get_fignums():
-            plt.close(self)  # shown: the inline backend must not show it again when the cell ends
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (3.0, 2.4), **kwargs):

@@ -26,20 +26,32 @@ from tqdm.auto import tqdm
 
 from cnncourse.train.history import History
 
-__all__ = ["Augment", "channel_stats", "normalize", "predict_tensors", "default_amp", "autocast", "fit_tensors"]
+__all__ = [
+    "Augment",
+    "symmetry",
+    "dihedral",
+    "channel_stats",
+    "normalize",
+    "default_amp",
+    "autocast",
+    "predict_tensors",
+    "fit_tensors",
+]
 
 SCHEDULES = ("onecycle", "cosine")
 
 
 @dataclass(frozen=True)
 class Augment:
-    """Label-preserving augmentation of a float batch ``x: (N, C, H, W)`` in [0, 1], drawn per image.
+    """Label-preserving augmentation of a batch ``x: (N, C, H, W)`` (uint8, or float in [0, 1]), drawn per image.
 
-    Cells have no orientation, so every element of the square's symmetry group is allowed: a random
-    transpose followed by random horizontal and vertical flips gives each of the 8 flips/90 degree rotations
-    with equal chance (``dihedral``; needs square images). The colour jitter multiplies, so a black
-    background stays black: brightness ``1 +- brightness``, saturation ``1 +- saturation`` (blend with
-    the grey image), and a per-channel gain ``1 +- tint`` (a slight stain shift).
+    Cells have no orientation, so every element of the square's symmetry group is allowed
+    (``dihedral``; needs square images): the batch is put in a random order, cut into 8 equal slices,
+    and slice ``k`` gets the ``k``-th of the 8 flips/90 degree rotations; each image thus gets a uniformly
+    random one, with 8 strided copies instead of per-image work or masked selects (which are slow on CPUs).
+    The colour jitter multiplies, so a black background stays black: saturation ``1 +- saturation``
+    (blend with the grey image), brightness ``1 +- brightness`` and a per-channel gain ``1 +- tint`` (a
+    slight stain shift), each drawn per image. Images stay at their index: labels need no change.
     """
 
     dihedral: bool = True
@@ -48,28 +60,56 @@ class Augment:
     tint: float = 0.03
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x: (N, C, H, W) float in [0, 1] -> same shape, dtype and device, clamped to [0, 1]."""
+        """x: (N, C, H, W) uint8 or float in [0, 1] -> float32 (N, C, H, W) in [0, 1] on the same device."""
         n, c = x.shape[:2]
+        if self.dihedral:
+            x = dihedral(x, generator)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float().clone()
 
         def uniform(*shape: int) -> torch.Tensor:  # U(-1, 1) per image
-            return torch.rand(n, *shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+            return torch.rand(n, *shape, generator=generator, device=x.device).mul_(2).sub_(1)
 
-        if self.dihedral:
-            if x.shape[-1] != x.shape[-2]:
-                raise ValueError(
-                    f"Augment(dihedral=True) rotates by 90 degrees and needs square images, got "
-                    f"{tuple(x.shape[-2:])}; resize to a square or use Augment(dihedral=False)."
-                )
-            coins = torch.rand(n, 3, 1, 1, 1, generator=generator, device=x.device) < 0.5
-            x = torch.where(coins[:, 0], x.transpose(-1, -2), x)
-            x = torch.where(coins[:, 1], x.flip(-1), x)
-            x = torch.where(coins[:, 2], x.flip(-2), x)
         if self.saturation and c == 3:
-            grey = x.mean(1, keepdim=True)
-            x = grey + (x - grey) * (1 + self.saturation * uniform(1, 1, 1))
+            s = uniform(1, 1, 1).mul_(self.saturation).add_(1)
+            x.mul_(s).addcmul_(x.mean(1, keepdim=True), 1 - s)
         if self.brightness or self.tint:
-            x = x * (1 + self.brightness * uniform(1, 1, 1)) * (1 + self.tint * uniform(c, 1, 1))
-        return x.clamp(0, 1)
+            x.mul_(uniform(1, 1, 1).mul_(self.brightness).add_(1) * uniform(c, 1, 1).mul_(self.tint).add_(1))
+        return x.clamp_(0, 1)
+
+
+def symmetry(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th (0 to 7) of the 8 flips/90 degree rotations of the square, on the last two dims (a view).
+
+    ``k`` bit 4: transpose, bit 1: flip left-right, bit 2: flip up-down; 0 is the identity.
+    """
+    if k & 4:
+        x = x.transpose(-1, -2)
+    if k & 1:
+        x = x.flip(-1)
+    if k & 2:
+        x = x.flip(-2)
+    return x
+
+
+def dihedral(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of ``x: (N, C, S, S)`` flipped/rotated by one of the 8 symmetries of the square, at random.
+
+    Returns a new tensor of the same shape, dtype and device; image ``i`` of the output is a symmetry of
+    image ``i`` of the input.
+    """
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(
+            f"90 degree rotations need square images, got {tuple(x.shape[-2:])}; resize to a square or use "
+            "Augment(dihedral=False)."
+        )
+    order = torch.randperm(len(x), generator=generator, device=x.device)
+    shuffled = x[order]
+    out = torch.empty_like(shuffled)
+    for k, (src, dst) in enumerate(zip(shuffled.tensor_split(8), out.tensor_split(8), strict=True)):
+        dst.copy_(symmetry(src, k))
+    result = torch.empty_like(x)
+    result[order] = out
+    return result
 
 
 def channel_stats(images: torch.Tensor, batch_size: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -90,13 +130,18 @@ def channel_stats(images: torch.Tensor, batch_size: int = 1024) -> tuple[tuple[f
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 or [0, 1] float ``images: (N, C, H, W)`` -> float32 ``(x - mean) / std``.
+def normalize(
+    images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, channels_last: bool = False
+) -> torch.Tensor:
+    """uint8 (0..255) or float ([0, 1]) ``images: (N, C, H, W)`` -> a new float32 ``(x - mean) / std``.
 
-    mean, std: (C,) in [0, 1] units, on the images' device.
+    mean, std: (C,) in [0, 1] units, on the images' device. ``channels_last`` writes the result in NHWC
+    memory order (same shape).
     """
-    x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
-    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=fmt).copy_(images)
+    return out.sub_(mean.view(1, -1, 1, 1) * scale).div_(std.view(1, -1, 1, 1) * scale)
 
 
 def default_amp(device: torch.device) -> bool:
@@ -124,9 +169,12 @@ def predict_tensors(
     batch_size: int = 512,
     amp: bool | None = None,
     channels_last: bool = True,
+    tta: bool = False,
 ) -> torch.Tensor:
     """Logits ``(N, num_classes)`` float32 of uint8 ``images: (N, C, H, W)``, in eval mode, on the images' device.
 
+    With ``tta`` (test-time augmentation; square images) the logits are averaged over the 8 flips/90 degree
+    rotations of each image, for 8 times the cost: the result no longer depends on the cell's orientation.
     The model's training mode is restored afterwards.
     """
     _check_images(images, "images")
@@ -138,11 +186,14 @@ def predict_tensors(
     try:
         out = []
         for chunk in images.split(batch_size):
-            x = normalize(chunk, mean_t, std_t)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, amp):
-                out.append(model(x).float())
+            views = range(8) if tta else range(1)
+            total = None
+            for k in views:
+                x = normalize(symmetry(chunk, k), mean_t, std_t, channels_last=channels_last)
+                with autocast(device, amp):
+                    logits = model(x).float()
+                total = logits if total is None else total + logits
+            out.append(total / len(views))
         return torch.cat(out) if out else torch.empty(0, device=device)
     finally:
         model.train(was_training)
@@ -243,12 +294,8 @@ def fit_tensors(
             correct = torch.zeros((), device=device, dtype=torch.int64)
             seen = 0
             for idx in order.split(batch_size)[:steps_per_epoch]:
-                xb = x[idx].float().div_(255)
-                if augment is not None:
-                    xb = augment(xb, generator)
-                xb = normalize(xb, mean_t, std_t)
-                if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = augment(x[idx], generator) if augment is not None else x[idx]
+                xb = normalize(xb, mean_t, std_t, channels_last=channels_last)
                 yb = y[idx]
                 with autocast(device, amp):
                     logits = step_model(xb)
