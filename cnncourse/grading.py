@@ -390,6 +390,7 @@ def _tampered() -> list[str]:
     changed += [f"sys.modules[{name!r}]" for name, module in _MODULES.items() if sys.modules.get(name) is not module]
     if sys.modules.get(__name__) is not _THIS or type(_THIS) is not _Protected:
         changed.append(f"sys.modules[{__name__!r}]")
+    changed += [f"{__name__}.{k}" for k, v in _OWN.items() if vars(_THIS).get(k, _MISSING) is not v]
     return changed
 
 
@@ -481,3 +482,4 @@ class _Protected(type(sys)):
 
 _THIS = sys.modules[__name__]
 _THIS.__class__ = _Protected
+_OWN = dict(vars(_THIS))  # this module's own names, e.g. replaced with object.__setattr__

@@ -305,7 +305,7 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
     """The shared autograde batch: fair students, wrong answers, cheats, and what each must score."""
     release, correct = a1.release_nb(), a1.correct()
     subs = {
-        "alice": Submission(correct),
+        "alice": Submission(correct, feedback=True),
         "fiona_fair_notation_warnings": Submission(_fair(correct), stdout={
             "test_conv2d_naive": "note (not penalised): your code raised a warning: UserWarning: torch.meshgrid",
             "test_conv2d_naive_hidden": "debug: conv2d_naive called"}),
@@ -318,7 +318,7 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
         apply_replacements(nb, MUTANTS[name].replacements)
     subs["walt_wrong_clauses"] = Submission(nb, fails={"test_max_pool2d_hidden", "test_avg_pool2d",
                                                        "test_avg_pool2d_hidden", "test_col2im_hidden",
-                                                       "test_conv2d_naive_hidden"})
+                                                       "test_conv2d_naive_hidden"}, feedback=True)
 
     nb = edited(correct, conv2d_naive=lambda s: "while True:\n    pass\n\n" + s)  # that cell times out
     subs["eve_infinite_loop"] = Submission(nb, fails=NAIVE, inprocess=False)
@@ -347,7 +347,7 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
     nb = _cheat(correct, {**_THREADS, **_LOOKALIKES})
     subs["tara_threads_and_lookalikes"] = Submission(nb, fails=PARTS["q1"] | PARTS["naive"] | PARTS["max_pool"]
                                                      | PARTS["max_pool_backward"] | PARTS["avg_pool"],
-                                                     audit=True, inprocess=False)
+                                                     audit=True, inprocess=False, feedback=True)
     nb = _cheat(correct, {"conv2d_naive": flipped + _PROXY_F})
     subs["felix_rebinds_F_and_assert_close"] = Submission(nb, fails=NAIVE, audit=True)
     nb = _cheat(correct, {"conv2d_naive": flipped + _PATCH_TORCH})
@@ -364,7 +364,8 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
     subs["gina_reads_solution"] = Submission(nb, audit=True, inprocess=False)
     reference = replace_once(cell(correct, "conv2d_naive").source, "def conv2d_naive(", "def conv2d_reference(")
     nb = _cheat(correct, {**_LEAKS, "conv2d_naive": reference + "\n\n\n" + _LEAKS["conv2d_naive"]})
-    subs["pete_leaks_hidden_tests"] = Submission(nb, fails=PARTS["max_pool"], audit=True, inprocess=False)
+    subs["pete_leaks_hidden_tests"] = Submission(nb, fails=PARTS["max_pool"], audit=True, inprocess=False,
+                                                 feedback=True)
     nb = _cheat(correct, _EVADES)
     subs["victor_evades_guard"] = Submission(nb, fails=NAIVE | PARTS["backward"], audit=True)
     return subs

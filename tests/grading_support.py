@@ -32,12 +32,15 @@ class Mutant:
 class Submission:
     """One notebook of the shared autograde batch and what grading it must give.
 
-    ``fails``: grade cells that must score 0 (every other autograded cell scores full marks);
-    ``flagged``: the notebook must be flagged in the gradebook (missing/forged pass markers);
-    ``manual``: grade cells nbgrader leaves to manual grading (a deleted cell; all of them when the kernel
-    dies); ``stdout``: text each named test cell's output must show (e.g. a warning reported, not
-    penalised); ``audit``: ``make audit`` must list it; ``inprocess``: the in-process grader must give the same
-    scores (False for tricks that need a real kernel); ``dies``: the kernel dies (nbgrader reports an error).
+    - ``fails``: grade cells that must score 0 (every other autograded cell scores full marks);
+    - ``flagged``: the notebook must be flagged in the gradebook by autograde (missing/forged pass markers);
+    - ``manual``: grade cells nbgrader leaves to manual grading (a deleted cell; all when the kernel dies);
+    - ``stdout``: text each named test cell's output must show (e.g. a warning reported, not penalised);
+    - ``feedback``: its feedback is generated and checked (scores and messages only);
+    - ``audit``: ``make audit`` must list it;
+    - ``inprocess``: the in-process grader must give the same scores (False for tricks that need a real
+      kernel or would change the test process);
+    - ``dies``: the kernel dies (the run reports it as failed).
     """
 
     notebook: NotebookNode
@@ -45,6 +48,7 @@ class Submission:
     flagged: bool = False
     manual: set[str] = field(default_factory=set)
     stdout: dict[str, str] = field(default_factory=dict)
+    feedback: bool = False
     audit: bool = False
     inprocess: bool = True
     dies: bool = False
@@ -148,3 +152,21 @@ def gradebook_rows(db: Path, assignment: Assignment) -> dict[str, dict]:
 def is_flagged(course: Path, assignment: Assignment, student: str) -> bool:
     with Gradebook(f"sqlite:///{course / '.nbgrader' / 'gradebook.db'}", "cnncourse") as gb:
         return gb.find_submission_notebook(assignment.id, assignment.id, student).flagged
+
+
+def feedback_html(course: Path, assignment: Assignment, students: list[str]) -> dict[str, str]:
+    """``make feedback``'s HTML for some students, through nbgrader's API in this process (one start-up)."""
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    from cnncourse.autograde.parallel import load_config
+
+    config = load_config(course)
+    api = NbGraderAPI(CourseDirectory(config=config), config=config)
+    pages = {}
+    for student in students:
+        result = api.generate_feedback(assignment.id, student)
+        assert result["success"], result.get("error") or result.get("log")
+        path = course / ".nbgrader" / "feedback" / student / assignment.id / f"{assignment.id}.html"
+        pages[student] = path.read_text()
+    return pages

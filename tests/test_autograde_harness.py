@@ -90,3 +90,17 @@ def test_audit_rules_ignore_comments_and_ordinary_code():
         for cell in a.correct().cells:
             if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
                 assert scan_source(cell.source) == [], (a.id, cell.metadata.nbgrader.grade_id)
+
+
+def test_autograde_refuses_without_required_env(tmp_path, monkeypatch):
+    """An assignment that declares required environment variables is not graded without them."""
+    from pathlib import Path
+
+    from cnncourse.autograde.parallel import autograde
+
+    config = (Path(__file__).resolve().parents[1] / "nbgrader_config.py").read_text()
+    (tmp_path / "nbgrader_config.py").write_text(
+        config + '\nc.CnnCourseAutograde.required_env = {"a4-malaria": ["CNNCOURSE_GRADING_DATA"]}\n')
+    monkeypatch.delenv("CNNCOURSE_GRADING_DATA", raising=False)
+    with pytest.raises(RuntimeError, match="a4-malaria needs the environment variable.*CNNCOURSE_GRADING_DATA"):
+        autograde(tmp_path, "a4-malaria", progress=False)

@@ -345,3 +345,14 @@ def test_pass_marker_is_keyed():
     """With a grading key the marker carries a token the student cannot compute without the key."""
     assert grading.pass_marker("t", "k1") != grading.pass_marker("t", "k2")
     assert grading.pass_marker("t", "k1").startswith(grading.pass_marker("t", None) + " [")
+
+
+def test_graded_test_detects_a_replaced_grader_function():
+    """Even replaced with object.__setattr__ (past the module's guard), a grader function is noticed."""
+    original = grading.assert_close
+    object.__setattr__(grading, "assert_close", lambda *args, **kwargs: None)
+    try:
+        with pytest.raises(grading.GradingError, match=r"cnncourse.grading.assert_close\) before the test"):
+            run_cell('from cnncourse.grading import graded_test\n\n\n@graded_test("t")\ndef _test():\n    pass\n', {})
+    finally:
+        object.__setattr__(grading, "assert_close", original)

@@ -38,6 +38,8 @@ class Summary:
         lines = [f"{self.assignment}: {len(self.graded)} graded, {len(self.failed)} failed to run, "
                  f"{len(self.flagged)} flagged ({self.wall_s:.0f} s)"]
         lines += [f"  failed to run: {s}: {why}" for s, why in sorted(self.failed.items())]
+        if self.failed:
+            lines.append(f"  (details in .nbgrader/logs/{self.assignment}-worker*.log)")
         lines += [f"  flagged for review: {s}" for s in self.flagged]
         return "\n".join(lines)
 
@@ -76,9 +78,14 @@ def _start_worker(course: str, config: Config, databases: multiprocessing.Queue)
     from nbgrader.coursedir import CourseDirectory
 
     config = Config(config)
-    config.CourseDirectory.db_url = "sqlite:///" + databases.get()
+    database = databases.get()
+    config.CourseDirectory.db_url = "sqlite:///" + database
     config.CourseDirectory.root = course
     os.chdir(course)
+    # nbgrader's log and the kernels' stderr go to a file, not over the progress bar.
+    log = Path(database).parent.parent / "logs" / (Path(database).stem + ".log")
+    log.parent.mkdir(exist_ok=True)
+    os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
     _API = NbGraderAPI(CourseDirectory(config=config), config=config)
 
 
@@ -176,7 +183,7 @@ def autograde(course: Path | str, assignment: str, jobs: int = 2, *, timeout: in
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     jobs = max(1, min(jobs, len(students)))
-    parts = [work / f"gradebook-{k}.db" for k in range(jobs)]
+    parts = [work / f"{assignment}-worker{k}.db" for k in range(jobs)]
     for part in parts:
         shutil.copy(main_db, part)
     context = multiprocessing.get_context("spawn")
