@@ -302,6 +302,20 @@ def _mine(x, running_mean, running_var, weight=None, bias=None, training=False, 
 torch.nn.functional.batch_norm = _mine
 '''
 
+# Library calls hidden from torch's function modes, and the test's own autograd node called for the gradients.
+_EVADES = {
+    "batchnorm_forward": """def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1,
+                      eps=1e-5):
+    with torch._C.DisableTorchFunction():
+        return torch.batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, False)""",
+    "batchnorm_backward": """import sys
+
+
+def batchnorm_backward(grad_y, x, gamma, eps=1e-5):
+    y = sys._getframe(2).f_locals["y"]  # the test's forward output
+    return tuple(y.grad_fn(grad_y))""",
+}
+
 # An IPython input transformer that turns every later test cell into a forged pass line.
 _TRANSFORMER = '''
 def _no_tests(lines):
@@ -321,7 +335,7 @@ def submissions(a2: Assignment) -> dict[str, Submission]:
     release, correct = a2.release_nb(), a2.correct()
     cells = set(a2.grade_cells)
     subs = {
-        "alice": Submission(correct),
+        "alice": Submission(correct, feedback=True),
         "fiona_fair_variants": Submission(_fair(correct), stdout={
             "test_fans": "note (not penalised): your code raised a warning: UserWarning: fan_in_and_fan_out",
             "test_fans_hidden": "debug: fans called"}),
@@ -329,7 +343,8 @@ def submissions(a2: Assignment) -> dict[str, Submission]:
     }
 
     nb = edited(correct, dropout=lambda s: s.split("\n\n\ndef dropout_backward")[0] + "\n\n" + _LEAK)
-    subs["lena_leaks_tests"] = Submission(nb, fails={"test_dropout_backward", "test_dropout_backward_hidden"})
+    subs["lena_leaks_tests"] = Submission(nb, fails={"test_dropout_backward", "test_dropout_backward_hidden"},
+                                          audit=True, feedback=True)
 
     nb = edited(correct)  # wrong in ways only the hidden tests see
     for name in ("fan_2d_kernels_only", "init_top_level_only", "bn_conv_statistics_per_position",
@@ -337,35 +352,40 @@ def submissions(a2: Assignment) -> dict[str, Submission]:
         apply_replacements(nb, MUTANTS[name].replacements)
     subs["walt_wrong_clauses"] = Submission(nb, fails={
         "test_fans_hidden", "test_xavier_hidden", "test_he_hidden", "test_init_weights_hidden",
-        "test_batchnorm_train_hidden", "test_dropout_hidden"})
+        "test_batchnorm_train_hidden", "test_dropout_hidden"}, feedback=True)
 
     nb = edited(correct)  # He without the factor 2, its locked test cells edited to pass
     apply_replacements(nb, MUTANTS["he_without_factor_2"].replacements)
     nb = edited(nb, test_he='"""Edited by the student."""\nassert True',
                 test_he_hidden='"""Edited by the student."""\nassert True')
-    subs["oscar_edits_tests"] = Submission(nb, fails={"test_he", "test_he_hidden", "test_init_weights_hidden"})
+    subs["oscar_edits_tests"] = Submission(nb, fails={"test_he", "test_he_hidden", "test_init_weights_hidden"},
+                                           audit=True)
 
     nb = edited(correct)  # mode ignored (passes the visible test), hidden test deleted
     apply_replacements(nb, MUTANTS["he_mode_ignored"].replacements)
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_he_hidden"]
-    subs["dave_deletes_test"] = Submission(nb, fails={"test_he_hidden"}, manual={"test_he_hidden"})
+    subs["dave_deletes_test"] = Submission(nb, fails={"test_he_hidden"}, manual={"test_he_hidden"}, audit=True)
 
     nb = edited(correct, q1_answers=_ANYTHING.strip("\n"))
     subs["ivan_equal_to_anything"] = Submission(nb, fails={"test_q1_variance", "test_q1_relu"})
 
     nb = edited(correct, batchnorm_forward=_THREAD.strip("\n"))
-    subs["tom_thread"] = Submission(nb, fails=BN_FORWARD)
+    subs["tom_thread"] = Submission(nb, fails=BN_FORWARD, audit=True)
 
     nb = edited(correct)  # a wrong batch norm, and F.batch_norm replaced so that it agrees with it
     apply_replacements(nb, MUTANTS["bn_running_var_biased"].replacements)
     nb = edited(nb, batchnorm_forward=lambda s: s + "\n\n" + _PROXY)
-    subs["trudy_replaces_f_batch_norm"] = Submission(nb, fails=BN_FORWARD | BN_BACKWARD | DROPOUT, inprocess=False)
+    subs["trudy_replaces_f_batch_norm"] = Submission(nb, fails=BN_FORWARD | BN_BACKWARD | DROPOUT, audit=True,
+                                                     inprocess=False)
+
+    nb = edited(correct, **_EVADES)
+    subs["victor_evades_guard"] = Submission(nb, fails=BN_FORWARD | BN_BACKWARD, audit=True)
 
     nb = edited(correct, init_weights=lambda s: s + "\n\n" + _TRANSFORMER)
     subs["ian_input_transformer"] = Submission(nb, fails=cells - {"test_q1_variance", "test_q1_relu", "test_fans",
                                                                   "test_fans_hidden", "test_xavier",
                                                                   "test_xavier_hidden", "test_he", "test_he_hidden"},
-                                               flagged=True, inprocess=False)
+                                               flagged=True, audit=True, inprocess=False)
 
     nb = edited(correct, **{k: v.strip("\n") for k, v in LIBRARY.items()})
     subs["carl_calls_library"] = Submission(nb, fails=PART2 | BN_FORWARD | BN_BACKWARD | DROPOUT)
