@@ -11,7 +11,7 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades mutation audit
+.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ autograde: $(STAMP)
 audit: $(STAMP)
 	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(PY) -m cnncourse.autograde audit $$a \
 		--json .nbgrader/audit-$$a.json || status=1; done; exit $$status
+
+# A4's ranking from the autograded notebooks: .nbgrader/leaderboard-<id>.csv and .html.
+leaderboard: $(STAMP)
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(PY) -m cnncourse.autograde leaderboard $$a || status=1; done; \
+		exit $$status
 
 feedback: $(STAMP)
 	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) generate_feedback $$a || status=1; done; exit $$status

@@ -62,3 +62,8 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# A4 (malaria) is graded from the student's model.pt: autograde keeps the submitted file (it overwrites every
+# other non-notebook file with the source's) and refuses to start without the hidden grading patients.
+c.Autograde.exclude_overwriting = {"a4-malaria": ["model.pt"]}
+c.CnnCourseAutograde.required_env = {"a4-malaria": ["CNNCOURSE_GRADING_DATA"]}

@@ -2,8 +2,9 @@
 
 Builds a temporary copy of the course, regenerates the release, submits the reference answers for N
 students, and times one serial ``nbgrader autograde`` batch and one parallel batch
-(``python -m cnncourse.autograde autograde --jobs n``), each in a fresh copy. The machine's load is
-recorded with the result: other jobs on a shared machine slow both. Writes
+(``python -m cnncourse.autograde autograde --jobs n``), each in a fresh copy: wall time and the CPU time
+of all their processes (kernels included). The machine's load is recorded with the result: other jobs on
+a shared machine slow both; the CPU time gives an idle-machine estimate. Writes
 benchmarks/results/autograde_speed.json.
 
     python benchmarks/autograde_speed.py [--students 8] [--jobs 2]
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -57,10 +59,14 @@ def timed(command: list[str], students: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = course(Path(tmp), students)
         load_before = os.getloadavg()[0]
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(command, cwd=root, env=env(), check=True, capture_output=True, text=True)
         wall = time.perf_counter() - start
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
         return {"wall_s": round(wall, 1), "submissions_per_minute": round(60 * students / wall, 1),
+                "cpu_s": round(cpu, 1), "cpu_s_per_submission": round(cpu / students, 2),
                 "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2)}
 
 
@@ -78,6 +84,11 @@ def main() -> None:
         "serial_nbgrader_autograde": serial,
         f"parallel_jobs_{args.jobs}": parallel,
         "speedup": round(serial["wall_s"] / parallel["wall_s"], 2),
+        # CPU seconds (nbgrader, workers and kernels) depend far less on other jobs than wall time: an upper
+        # bound of what an otherwise idle machine with these cores grades per minute with the parallel runner
+        # (it ignores the waits of kernel start-up and messaging, which the workers overlap).
+        "idle_upper_bound_submissions_per_minute": round(
+            60 * min(args.jobs, os.cpu_count() or 1) / parallel["cpu_s_per_submission"], 1),
         "cpu_count": os.cpu_count(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "python": platform.python_version(),

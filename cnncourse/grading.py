@@ -12,8 +12,9 @@ A test cell is one function run at once by :func:`graded_test`::
             y = conv2d_naive(x, w)
         assert_close(y, F.conv2d(x, w), "conv2d_naive(x, w)")
 
-Each parameter is filled by name: ``torch``, ``F``, ``nn``, ``math``, ``shapes`` and the helpers below are
-the modules captured when this module was first imported (before any student code at grading time);
+Each parameter is filled by name: ``torch``, ``F``, ``nn``, ``math``, ``shapes``, ``malaria`` (A4's
+``cnncourse.grading_malaria``) and the helpers below are the modules captured when this module was first
+imported (before any student code at grading time);
 any other name is the student's answer of that name in the notebook. So a student who rebinds ``F`` or
 ``torch`` changes nothing for the tests, and the tests overwrite none of the student's names.
 
@@ -51,7 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
-from cnncourse import shapes
+from cnncourse import evaluation, shapes
+from cnncourse import grading_malaria as malaria
 
 __all__ = [
     "LibraryCallError",
@@ -359,14 +361,14 @@ def inputs_unchanged(what: str, **inputs: torch.Tensor) -> Iterator[None]:
 TOOLKIT: dict[str, object] = {
     "torch": torch, "F": F, "nn": nn, "math": math, "shapes": shapes,
     "assert_close": assert_close, "assert_type": assert_type, "from_scratch": from_scratch,
-    "inputs_unchanged": inputs_unchanged,
+    "inputs_unchanged": inputs_unchanged, "malaria": malaria,
 }
 # Namespaces whose entries the tests rely on; any entry replaced or deleted since import fails the test.
 _WATCHED = {"builtins": builtins, "torch": torch, "torch.nn.functional": F, "torch.nn.init": nn.init,
             "torch.nn": nn, "torch.autograd": torch.autograd, "torch._C._nn": torch._C._nn,
             "torch._C._VariableFunctionsClass": torch._C._VariableFunctionsClass, "torch.Tensor": torch.Tensor,
             "torch._C.TensorBase": torch._C.TensorBase, "torch.nn.Module": nn.Module, "math": math,
-            "cnncourse.shapes": shapes}
+            "cnncourse.shapes": shapes, "cnncourse.grading_malaria": malaria, "cnncourse.evaluation": evaluation}
 
 
 def _entries(namespace: object) -> dict[str, object]:
@@ -385,8 +387,9 @@ _BASELINE_THREADS = {t.ident for t in threading.enumerate()}
 def _tampered() -> list[str]:
     """Names in the watched namespaces (and sys.modules entries) changed since this module was imported."""
     changed = [f"{name}.{attr}" for name, ns in _WATCHED.items() for attr, value in _SNAPSHOT[name].items()
-               if vars(ns).get(attr, _MISSING) is not value and f"{name}.{attr}" not in _VOLATILE]
-    changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]]
+               if not _same(vars(ns).get(attr, _MISSING), value) and f"{name}.{attr}" not in _VOLATILE]
+    changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]
+                if f"{name}.{attr}" not in _VOLATILE]
     changed += [f"sys.modules[{name!r}]" for name, module in _MODULES.items() if sys.modules.get(name) is not module]
     if sys.modules.get(__name__) is not _THIS or type(_THIS) is not _Protected:
         changed.append(f"sys.modules[{__name__!r}]")
@@ -395,7 +398,22 @@ def _tampered() -> list[str]:
 
 
 _MISSING = object()
-_VOLATILE = {"torch.Storage", "builtins.input"}  # rebound by torch.set_default_dtype, by ipykernel per cell
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_DYNAMO_WRAPPERS = (os.path.join(_TORCH_DIR, "_compile.py"), os.path.join(_TORCH_DIR, "_dynamo") + os.sep)
+
+
+def _same(value: object, original: object) -> bool:
+    """``value`` is ``original``, or torch._dynamo's wrapper of it: torch._dynamo, imported lazily (e.g. by
+    ``torch.utils.flop_counter`` in ``shapes.layer_table``), wraps ``torch.manual_seed``
+    (``torch._compile._disable_dynamo``)."""
+    while value is not original:
+        code = getattr(value, "__code__", None)
+        if code is None or not code.co_filename.startswith(_DYNAMO_WRAPPERS) or not hasattr(value, "__wrapped__"):
+            return False
+        value = value.__wrapped__
+    return True
+_VOLATILE = {"torch.Storage", "builtins.input",  # rebound by torch.set_default_dtype, by ipykernel per cell
+             "torch.Tensor.__slotnames__", "torch._C.TensorBase.__slotnames__"}  # cached by torch.save (copyreg)
 
 
 def _check_untampered(when: str) -> None:

@@ -356,3 +356,23 @@ def test_graded_test_detects_a_replaced_grader_function():
             run_cell('from cnncourse.grading import graded_test\n\n\n@graded_test("t")\ndef _test():\n    pass\n', {})
     finally:
         object.__setattr__(grading, "assert_close", original)
+
+
+def test_lazy_torch_dynamo_import_is_not_tampering():
+    """torch._dynamo, imported lazily by the flop counter (shapes.layer_table), wraps torch.manual_seed: allowed;
+    a student's functools.wraps wrapper of it is not."""
+    import subprocess
+
+    code = """
+import functools, torch
+from torch import nn
+import cnncourse.grading as g
+from cnncourse import shapes
+shapes.layer_table(nn.Conv2d(1, 1, 1), (1, 1, 2, 2))
+assert g._tampered() == [], g._tampered()
+seed = torch.manual_seed
+torch.manual_seed = functools.wraps(seed)(lambda s: seed(0))
+assert g._tampered() == ["torch.manual_seed"], g._tampered()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""Instructors' commands: ``python -m cnncourse.autograde {autograde,audit} ASSIGNMENT`` (run from the course root)."""
+"""Instructors' commands: ``python -m cnncourse.autograde {autograde,audit,leaderboard} ASSIGNMENT`` (course root)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,28 @@ def main(argv: list[str] | None = None) -> int:
     audit = sub.add_parser("audit", help="report submissions that tamper with grading (make audit)")
     audit.add_argument("assignment")
     audit.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
-    for p in (grade, audit):
+    board = sub.add_parser("leaderboard", help="rank A4 submissions (make leaderboard ASSIGNMENTS=a4-malaria)")
+    board.add_argument("assignment")
+    for p in (grade, audit, board):
         p.add_argument("--course", type=Path, default=Path.cwd(), help="course root (default: current directory)")
     args = parser.parse_args(argv)
     if args.command == "autograde":
         from cnncourse.autograde.parallel import autograde
 
-        summary = autograde(args.course, args.assignment, args.jobs, timeout=args.timeout, force=args.force,
-                            progress=not args.no_progress)
+        try:
+            summary = autograde(args.course, args.assignment, args.jobs, timeout=args.timeout, force=args.force,
+                                progress=not args.no_progress)
+        except RuntimeError as err:  # a missing required environment variable, no release: a message, no traceback
+            print(f"autograde {args.assignment}: {err}", file=sys.stderr)
+            return 2
         print(summary)
         return 1 if summary.failed else 0
+    if args.command == "leaderboard":
+        from cnncourse.autograde.leaderboard import write_leaderboard
+
+        for path in write_leaderboard(args.course, args.assignment):
+            print(f"wrote {path}")
+        return 0
     from cnncourse.autograde.audit import audit
 
     report = audit(args.course, args.assignment)
