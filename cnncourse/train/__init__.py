@@ -1,6 +1,7 @@
-"""Training: :class:`History` (per-epoch curves), :func:`fit` / :func:`evaluate` (DataLoader loop) and
-:func:`fit_tensors` (a whole split held on the device as uint8, for the malaria assignment)."""
+"""Training: :class:`History` (per-epoch curves), :func:`fit` / :func:`evaluate` / :func:`predict` (DataLoader loop)
+and :class:`EarlyStopping`."""
 
 from cnncourse.train.history import History
+from cnncourse.train.loop import EarlyStopping, Metrics, evaluate, fit, predict
 
-__all__ = ["History"]
+__all__ = ["History", "EarlyStopping", "Metrics", "evaluate", "fit", "predict"]

@@ -1,0 +1,407 @@
+"""Figures the lectures draw again and again: image grids, kernels, feature maps, per-layer histograms,
+learning curves and learning-rate schedules.
+
+Every function returns a :class:`matplotlib.figure.Figure` and never calls ``plt.show()``. In a notebook,
+leave the figure as the cell's last expression or call ``plt.show()``: it is shown once either way
+(see :class:`CourseFigure`). Nothing in the core (``shapes``, ``layers``, ``data``) imports this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from cnncourse.train.history import History
+
+__all__ = [
+    "CourseFigure",
+    "new_figure",
+    "show_images",
+    "plot_kernels",
+    "plot_feature_maps",
+    "ActivationStats",
+    "activation_stats",
+    "plot_activation_stats",
+    "plot_history",
+    "lr_curve",
+    "plot_lr_schedule",
+]
+
+
+class CourseFigure(Figure):
+    """A pyplot figure that a notebook shows exactly once.
+
+    Jupyter's inline backend shows every open pyplot figure at the end of a cell, and IPython shows a figure
+    that is the cell's last expression: a plain figure returned by a function would appear twice. This one
+    stays silent while pyplot still holds it (the backend will show it) and draws itself otherwise (a figure
+    shown again in a later cell, after the backend closed it).
+    """
+
+    def _ipython_display_(self) -> None:
+        if getattr(self, "number", None) in plt.get_fignums():
+            return  # still open: the inline backend shows it when the cell ends
+        from IPython.core.pylabtools import print_figure
+        from IPython.display import Image, display
+
+        png = print_figure(self, "png", bbox_inches="tight")
+        if png is not None:
+            display(Image(data=png))
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (3.0, 2.4), **kwargs):
+    """``plt.subplots`` for the course: a :class:`CourseFigure` of ``nrows x ncols`` panels of ``panel`` inches.
+
+    Returns ``(fig, axes)`` with ``axes`` always a 2-D numpy array.
+    """
+    kwargs.setdefault("figsize", (panel[0] * ncols, panel[1] * nrows))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, FigureClass=CourseFigure, **kwargs)
+    return fig, axes
+
+
+def _numpy(image: object) -> np.ndarray:
+    if isinstance(image, torch.Tensor):
+        return image.detach().to("cpu", torch.float32).numpy()
+    array = np.asarray(image)
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    return array
+
+
+def _as_hwc(image: object, index: int) -> np.ndarray:
+    """One image as ``(H, W)`` (one channel) or ``(H, W, 3)``; accepts ``(H, W)``, ``(C, H, W)`` or ``(H, W, C)``."""
+    a = _numpy(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3):
+        return a
+    raise ValueError(f"image {index} has shape {tuple(a.shape)}; expected (H, W), (1, H, W) or (3, H, W) "
+                     f"(or (H, W, 3)). Show one channel of a multi-channel map with plot_feature_maps.")
+
+
+def _image_list(images: object) -> list[np.ndarray]:
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        batch = _numpy(images)
+        if batch.ndim not in (3, 4):
+            raise ValueError(f"images must be (N, C, H, W), (N, H, W) or a list of images, got shape "
+                             f"{tuple(batch.shape)}; for one image pass [image].")
+        items = list(batch)
+    elif isinstance(images, Iterable):
+        items = list(images)
+    else:
+        raise ValueError(f"images must be a tensor, an array or a list of images, got {type(images).__name__}.")
+    if not items:
+        raise ValueError("images is empty: nothing to show.")
+    return [_as_hwc(im, i) for i, im in enumerate(items)]
+
+
+def _grid(n: int, ncols: int) -> tuple[int, int]:
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}.")
+    cols = min(ncols, n)
+    return math.ceil(n / cols), cols
+
+
+def _panels(n: int, ncols: int, size: float, aspect: float = 1.0):
+    """A figure with exactly ``n`` image panels (unused grid cells removed), axes off."""
+    rows, cols = _grid(n, ncols)
+    fig, axes = new_figure(rows, cols, panel=(size, size * aspect))
+    flat = axes.ravel()
+    for ax in flat[n:]:
+        ax.remove()
+    for ax in flat[:n]:
+        ax.set_axis_off()
+    return fig, list(flat[:n])
+
+
+def show_images(
+    images: object,
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int = 8,
+    cmap: str | None = None,
+    size: float = 1.6,
+    suptitle: str | None = None,
+) -> Figure:
+    """A grid of images, one panel each.
+
+    Args:
+        images: a tensor/array ``(N, C, H, W)`` or ``(N, H, W)``, or a list of ``(C, H, W)`` / ``(H, W)`` images
+            (C = 1 or 3). Colour images are clipped to [0, 1] (floats) as matplotlib does; one-channel images
+            are shown with ``cmap`` (default gray), scaled to their own range.
+        titles: one string per image.
+        ncols: panels per row; size: panel side in inches; suptitle: title over the grid.
+    """
+    items = _image_list(images)
+    if titles is not None and len(titles) != len(items):
+        raise ValueError(f"got {len(titles)} titles for {len(items)} images; give one title per image.")
+    fig, axes = _panels(len(items), ncols, size)
+    for i, (ax, im) in enumerate(zip(axes, items, strict=True)):
+        if im.ndim == 3:
+            ax.imshow(np.clip(im, 0, 1) if im.dtype.kind == "f" else im)
+        else:
+            ax.imshow(im, cmap=cmap or "gray")
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_kernels(weight: torch.Tensor, *, ncols: int = 8, title: str | None = None,
+                 all_channels: bool = False) -> Figure:
+    """Convolution kernels ``weight: (K, C, kh, kw)``, one panel per kernel.
+
+    With ``C = 3`` each kernel is shown as a colour image (its values min-max scaled to [0, 1], as the
+    AlexNet paper shows its first layer). Otherwise channel 0 of each kernel is shown on a diverging map
+    (red positive, blue negative, white 0, one shared scale), or every channel (one row per kernel) when
+    ``all_channels=True``.
+    """
+    w = _numpy(weight)
+    if w.ndim != 4:
+        raise ValueError(f"weight must be (K, C, kh, kw) like conv.weight, got shape {tuple(w.shape)}.")
+    k, c = w.shape[:2]
+    if c == 3 and not all_channels:
+        fig, axes = _panels(k, ncols, 1.0)
+        for ax, kernel in zip(axes, w, strict=True):
+            lo, hi = kernel.min(), kernel.max()
+            ax.imshow(np.moveaxis((kernel - lo) / (hi - lo + 1e-12), 0, -1))
+    else:
+        shown = w.reshape(k * c, *w.shape[2:]) if all_channels else w[:, 0]
+        fig, axes = _panels(len(shown), c if all_channels else ncols, 1.0)
+        vmax = float(np.abs(shown).max()) or 1.0
+        for ax, kernel in zip(axes, shown, strict=True):
+            ax.imshow(kernel, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_maps(maps: torch.Tensor, *, ncols: int = 8, title: str | None = None) -> Figure:
+    """The channels of one feature map ``maps: (C, H, W)`` or ``(1, C, H, W)``, one panel per channel."""
+    m = _numpy(maps)
+    if m.ndim == 4 and m.shape[0] == 1:
+        m = m[0]
+    if m.ndim != 3:
+        raise ValueError(f"maps must be (C, H, W) or (1, C, H, W) (one image's feature maps), got shape "
+                         f"{tuple(_numpy(maps).shape)}; for a batch pass maps[i].")
+    fig, axes = _panels(len(m), ncols, 1.4)
+    for i, (ax, channel) in enumerate(zip(axes, m, strict=True)):
+        ax.imshow(channel, cmap="viridis")
+        ax.set_title(f"{i}", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-layer activation and gradient statistics.
+
+DEFAULT_LAYER_TYPES = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Linear, nn.Conv2d)
+
+
+@dataclass
+class ActivationStats:
+    """What each recorded layer produced on one batch, in forward order.
+
+    ``activations[name]``: the layer's output (detached, on the CPU). ``gradients[name]``: the gradient of
+    the mean cross-entropy with respect to that output (empty unless labels were given).
+    """
+
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def activation_stats(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    layer_types: tuple[type[nn.Module], ...] = DEFAULT_LAYER_TYPES,
+) -> ActivationStats:
+    """Run ``model`` on ``x`` once and record the output of every module of ``layer_types``.
+
+    Args:
+        model: run in its current mode (train/eval), on ``x``'s device.
+        x: one batch, e.g. ``(N, C, H, W)``.
+        y: labels ``(N,)``; when given, the gradients of the cross-entropy with respect to every recorded
+            output are recorded too (by ``torch.autograd.grad``: the parameters' ``.grad`` is left alone).
+        layer_types: which modules to record; keys are the modules' names in ``model.named_modules()``
+            (``"name#2"`` for a second call of the same module).
+    """
+    names = {m: n for n, m in model.named_modules()}
+    outputs: dict[str, torch.Tensor] = {}
+    stats = ActivationStats()
+
+    def hook(module: nn.Module, args: tuple, output: object) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        name = names[module] or type(module).__name__
+        key, i = name, 1
+        while key in outputs:
+            i += 1
+            key = f"{name}#{i}"
+        outputs[key] = output
+        stats.activations[key] = output.detach().to("cpu", copy=True)  # now: an in-place op may change it later
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layer_types)]
+    if not handles:
+        raise ValueError(f"model has no module of types {[t.__name__ for t in layer_types]}; pass layer_types.")
+    try:
+        with torch.set_grad_enabled(y is not None):
+            logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if y is not None:
+        wanted = {k: t for k, t in outputs.items() if t.requires_grad}
+        if wanted:
+            loss = nn.functional.cross_entropy(logits, y)
+            grads = torch.autograd.grad(loss, list(wanted.values()), allow_unused=True)
+            for key, g in zip(wanted, grads, strict=True):
+                stats.gradients[key] = (torch.zeros_like(wanted[key]) if g is None else g).detach().cpu()
+    return stats
+
+
+def plot_activation_stats(
+    stats: ActivationStats | Mapping[str, torch.Tensor],
+    which: str = "activations",
+    *,
+    bins: int = 60,
+    title: str | None = None,
+) -> Figure:
+    """Histograms of each layer's values in one row of panels sharing one x range (so shrinking shows).
+
+    Each panel's title gives the layer name and the standard deviation of its values.
+
+    Args:
+        stats: an :class:`ActivationStats` or a mapping name -> tensor.
+        which: ``"activations"`` or ``"gradients"`` (of an :class:`ActivationStats`).
+    """
+    if which not in ("activations", "gradients"):
+        raise ValueError(f"which must be 'activations' or 'gradients', got {which!r}.")
+    values = getattr(stats, which) if isinstance(stats, ActivationStats) else dict(stats)
+    if not values:
+        hint = " (pass labels y to activation_stats to record gradients)" if which == "gradients" else ""
+        raise ValueError(f"no {which} to plot{hint}.")
+    arrays = {k: _numpy(v).ravel() for k, v in values.items()}
+    lo = min(float(a.min()) for a in arrays.values())
+    hi = max(float(a.max()) for a in arrays.values())
+    if hi - lo < 1e-12:  # all equal (e.g. zero init): widen so the spike shows
+        lo, hi = lo - 1.0, hi + 1.0
+    fig, axes = new_figure(1, len(arrays), panel=(1.7, 1.6), sharex=True)
+    for ax, (name, a) in zip(axes[0], arrays.items(), strict=True):
+        ax.hist(a, bins=bins, range=(lo, hi), color="tab:blue")
+        ax.set_title(f"{name}\nstd {a.std():.2g}", fontsize=8)
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(title or which)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training curves and learning-rate schedules.
+
+_METRICS = {"loss": ("train_loss", "val_loss", "loss"), "acc": ("train_acc", "val_acc", "accuracy")}
+
+
+def plot_history(
+    history: History | Mapping[str, History],
+    *,
+    metrics: Sequence[str] = ("loss", "acc"),
+    title: str | None = None,
+) -> Figure:
+    """Learning curves, one panel per metric: train solid, validation dashed, one colour per run.
+
+    Args:
+        history: one :class:`~cnncourse.train.History` or a mapping label -> History (several runs compared).
+        metrics: any of ``"loss"``, ``"acc"``. A run stopped early gets a dotted line at its best epoch.
+    """
+    runs = {"": history} if isinstance(history, History) else dict(history)
+    if not runs or not all(isinstance(h, History) for h in runs.values()):
+        raise ValueError("history must be a History or a non-empty mapping label -> History (what fit returns).")
+    for m in metrics:
+        if m not in _METRICS:
+            raise ValueError(f"unknown metric {m!r}; choose from {list(_METRICS)}.")
+    fig, axes = new_figure(1, len(metrics), panel=(4.0, 2.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        train_key, val_key, label = _METRICS[metric]
+        for i, (name, h) in enumerate(runs.items()):
+            color = colors[i % len(colors)]
+            prefix = f"{name} " if name else ""
+            train, val = getattr(h, train_key), getattr(h, val_key)
+            ax.plot(range(1, len(train) + 1), train, color=color, label=f"{prefix}train")
+            if val:
+                ax.plot(range(1, len(val) + 1), val, color=color, linestyle="--", label=f"{prefix}val")
+            if h.stopped_early and h.best_epoch is not None:
+                ax.axvline(h.best_epoch + 1, color=color, linestyle=":", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def lr_curve(
+    make_scheduler: Callable[[torch.optim.Optimizer], object], steps: int, base_lr: float = 0.1
+) -> list[float]:
+    """The learning rate a scheduler gives at each of ``steps`` steps, starting from ``base_lr``.
+
+    ``make_scheduler`` gets an SGD optimizer over one dummy parameter, e.g.
+    ``lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}.")
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=base_lr)
+    scheduler = make_scheduler(optimizer)
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ValueError("ReduceLROnPlateau follows a validation metric, so it has no fixed curve; plot fit()'s "
+                         "History.lr instead.")
+    if not hasattr(scheduler, "step"):
+        raise ValueError(f"make_scheduler must return a learning-rate scheduler, got {type(scheduler).__name__}.")
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def plot_lr_schedule(
+    schedules: Mapping[str, Callable[[torch.optim.Optimizer], object]],
+    steps: int,
+    *,
+    base_lr: float = 0.1,
+    title: str | None = None,
+) -> Figure:
+    """Learning rate against step for each named scheduler factory (see :func:`lr_curve`), on one axes."""
+    if not schedules:
+        raise ValueError("schedules is empty; pass a mapping name -> (optimizer -> scheduler).")
+    fig, axes = new_figure(1, 1, panel=(5.0, 3.0))
+    ax = axes[0, 0]
+    for name, make in schedules.items():
+        ax.plot(range(steps), lr_curve(make, steps, base_lr), label=name)
+    ax.set_xlabel("step (epoch)")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
