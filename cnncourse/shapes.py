@@ -380,13 +380,23 @@ def _first_tensor(value: object) -> torch.Tensor | None:
     return None
 
 
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` is ``b`` or a view of the same memory (in-place ops, views)."""
+    if a.is_meta:  # meta tensors have no memory to compare: the same tensor, or views of one base
+        return a is b or a._base is b or (b._base is not None and a._base is b._base)
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
 def layer_table(model: nn.Module, input_size: Sequence[int], *, device: str | torch.device = "cpu") -> LayerTable:
     """Run ``model`` once on zeros of shape ``input_size`` and tabulate every leaf module call.
 
     Args:
-        model: any ``nn.Module``; it is run in eval mode under ``torch.no_grad`` and restored afterwards.
+        model: any ``nn.Module``; it is run in eval mode under ``torch.no_grad`` on copies of its parameters
+            and buffers on ``device``: the model stays on its device, and every submodule gets its own
+            train/eval mode back.
         input_size: the whole input shape including the batch, e.g. ``(1, 3, 224, 224)``.
-        device: where to run it.
+        device: where to run it; ``"meta"`` measures shapes, parameters and MACs without allocating memory
+            (e.g. for a large model).
 
     Returns:
         A :class:`LayerTable` whose rows hold, per call of a leaf module: name, type, output shape, weight
@@ -429,8 +439,7 @@ def layer_table(model: nn.Module, input_size: Sequence[int], *, device: str | to
         shape = tuple(out.shape) if out is not None else ()
         numel = out.numel() if out is not None else 0
         size = numel * out.element_size() if out is not None else 0
-        aliased = (out is not None and isinstance(inp, torch.Tensor)
-                   and out.untyped_storage().data_ptr() == inp.untyped_storage().data_ptr())
+        aliased = out is not None and isinstance(inp, torch.Tensor) and _shares_memory(out, inp)
         rows.append(LayerRow(name, type(module).__name__, shape, weight, bias, numel, size,
                              counter.get_total_flops() // 2, aliased))
 
@@ -438,11 +447,14 @@ def layer_table(model: nn.Module, input_size: Sequence[int], *, device: str | to
     for m in leaves:
         handles.append(m.register_forward_pre_hook(pre_hook))
         handles.append(m.register_forward_hook(hook))
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad():
-            model.to(device)(x)
+            # The model itself is not moved: it runs on copies of its parameters and buffers on `device`
+            # (on "meta" those hold no data), so it stays where it is, whatever that device.
+            on_device = {n: t.to(device) for n, t in (*model.named_parameters(), *model.named_buffers())}
+            torch.func.functional_call(model, on_device, (x,))
     except RuntimeError as err:
         raise ShapeError(f"model cannot run on an input of shape {tuple(input_size)}: {err}") from err
     finally:
@@ -451,5 +463,6 @@ def layer_table(model: nn.Module, input_size: Sequence[int], *, device: str | to
             leftover.__exit__(None, None, None)  # type: ignore[attr-defined]
         for h in handles:
             h.remove()
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
     return LayerTable(rows, sum(p.numel() for p in model.parameters()), tuple(input_size))

@@ -283,29 +283,47 @@ def plot_activation_stats(
 ) -> Figure:
     """Histograms of each layer's values in one row of panels sharing one x range (so shrinking shows).
 
-    Each panel's title gives the layer name and the standard deviation of its values.
+    Each panel's title gives the layer name and the standard deviation of all its values. When more than a
+    quarter of a layer's values are exactly 0 (ReLU), the zeros are left out of its histogram and their share is
+    given in the title. The shared range
+    spans the central 99.8 % of one row's values (a few extreme values would squeeze everything else).
 
     Args:
         stats: an :class:`ActivationStats` or a mapping name -> tensor.
-        which: ``"activations"`` or ``"gradients"`` (of an :class:`ActivationStats`).
+        which: ``"activations"``, ``"gradients"`` or ``"both"`` (two rows; of an :class:`ActivationStats`).
     """
-    if which not in ("activations", "gradients"):
-        raise ValueError(f"which must be 'activations' or 'gradients', got {which!r}.")
-    values = getattr(stats, which) if isinstance(stats, ActivationStats) else dict(stats)
-    if not values:
-        hint = " (pass labels y to activation_stats to record gradients)" if which == "gradients" else ""
-        raise ValueError(f"no {which} to plot{hint}.")
-    arrays = {k: _numpy(v).ravel() for k, v in values.items()}
-    lo = min(float(a.min()) for a in arrays.values())
-    hi = max(float(a.max()) for a in arrays.values())
-    if hi - lo < 1e-12:  # all equal (e.g. zero init): widen so the spike shows
-        lo, hi = lo - 1.0, hi + 1.0
-    fig, axes = new_figure(1, len(arrays), panel=(1.7, 1.6), sharex=True)
-    for ax, (name, a) in zip(axes[0], arrays.items(), strict=True):
-        ax.hist(a, bins=bins, range=(lo, hi), color="tab:blue")
-        ax.set_title(f"{name}\nstd {a.std():.2g}", fontsize=8)
-        ax.set_yticks([])
-        ax.tick_params(axis="x", labelsize=7)
+    if which not in ("activations", "gradients", "both"):
+        raise ValueError(f"which must be 'activations', 'gradients' or 'both', got {which!r}.")
+    if not isinstance(stats, ActivationStats):
+        if which != "activations":
+            raise ValueError(f"which={which!r} needs an ActivationStats; a mapping is plotted as one row.")
+        stats = ActivationStats(activations=dict(stats))
+    kinds = ("activations", "gradients") if which == "both" else (which,)
+    rows = [getattr(stats, kind) for kind in kinds]
+    for kind, values in zip(kinds, rows, strict=True):
+        if not values:
+            hint = " (pass labels y to activation_stats to record gradients)" if kind == "gradients" else ""
+            raise ValueError(f"no {kind} to plot{hint}.")
+    fig, axes = new_figure(len(rows), max(len(v) for v in rows), panel=(1.7, 1.6))
+    for kind, values, row in zip(kinds, rows, axes, strict=True):
+        arrays = {k: _numpy(v).ravel() for k, v in values.items()}
+        lo, hi = (float(q) for q in np.percentile(np.concatenate(list(arrays.values())), [0.1, 99.9]))
+        if hi - lo < 1e-12:  # all equal (e.g. zero init): widen so the spike shows
+            lo, hi = lo - 1.0, hi + 1.0
+        for ax in row[len(arrays):]:
+            ax.remove()
+        for ax, (name, a) in zip(row, arrays.items(), strict=False):
+            zeros = float((a == 0).mean())
+            hide = 0.25 < zeros < 1.0  # ReLU's many exact zeros would flatten the rest: count them in the title
+            ax.hist(a[a != 0] if hide else a, bins=bins, range=(lo, hi),
+                    color="tab:blue" if kind == "activations" else "tab:red")
+            ax.set_xlim(lo, hi)
+            note = f", {zeros:.0%} = 0" if hide else ""
+            ax.set_title(f"{name}\nstd {a.std():.2g}{note}", fontsize=8)
+            ax.set_yticks([])
+            ax.tick_params(axis="x", labelsize=7)
+        if len(rows) > 1:
+            row[0].set_ylabel(kind, fontsize=9)
     fig.suptitle(title or which)
     fig.tight_layout()
     return fig

@@ -1,5 +1,6 @@
 """cnncourse.shapes: the formulas agree with what PyTorch layers really produce, and the slides' numbers."""
 
+import dataclasses
 import random
 
 import pytest
@@ -277,3 +278,37 @@ def test_layer_table_reused_module_counts_parameters_once():
     assert [r.name for r in table][1:] == ["0", "1", "0#2"]
     assert sum(r.params for r in table) == table.total_params == conv_params(4, 4, 3)
     assert table["0#2"].macs == table["0"].macs > 0
+
+
+def _small_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                         nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+
+
+def test_layer_table_puts_the_model_back_where_it_was():
+    """Measured on another device, the model returns to its own device and every module to its own mode."""
+    model = _small_cnn()
+    model.train()
+    model[1].eval()  # a frozen batch norm inside a training model keeps its eval mode
+    weight = model[0].weight
+    on_cpu = layer_table(model, (2, 3, 8, 8))
+    on_meta = layer_table(model, (2, 3, 8, 8), device="meta")
+    assert model[0].weight.device.type == "cpu" and model[1].running_mean.device.type == "cpu"
+    assert model[0].weight is weight and model[0].weight.grad is None
+    assert [m.training for m in model.modules()] == [True, True, False, True, True, True, True]
+    assert [dataclasses.astuple(r) for r in on_meta] == [dataclasses.astuple(r) for r in on_cpu]
+    assert on_meta.total_bytes == on_cpu.total_bytes and on_cpu["2"].aliases_input and not on_cpu["0"].aliases_input
+
+
+def test_layer_table_on_the_meta_device_leaves_a_meta_model_there():
+    model = _small_cnn().to("meta")
+    layer_table(model, (1, 3, 8, 8), device="meta")
+    assert model[0].weight.is_meta
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_layer_table_on_cuda_returns_the_model_to_the_cpu():
+    model = _small_cnn()
+    table = layer_table(model, (1, 3, 8, 8), device="cuda")
+    assert model[0].weight.device.type == "cpu" and table.total_macs > 0
+

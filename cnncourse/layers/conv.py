@@ -1,20 +1,21 @@
-"""Convolution from scratch: the slide formula as loops, then im2col + one matrix product.
+"""Convolution from scratch, in the order of lecture 02: the slide formula as loops, then im2col + one
+matrix product, then the backward pass by hand.
 
 Shapes: ``x: (N, C, H, W)``, ``weight: (K, C/groups, kh, kw)``, ``bias: (K,)``, output ``(N, K, H2, W2)``
 with ``H2 = (H - F + 2P)/S + 1`` (floored, as PyTorch does) and ``F = D*(kh - 1) + 1``.
 
-Three ways to compute the same numbers, slowest first:
+1. :func:`conv2d_naive` loops over every output value and every kernel offset, exactly like
+   ``y[l, i, j] = b[l] + sum_d sum_a sum_b x[d, i*s + a, j*s + b] * W[l, d, a, b]``.
+2. :func:`im2col` copies every receptive field into one column of a matrix; :func:`col2im` is its
+   transpose: it folds columns back into an image, *adding* where receptive fields overlap.
+3. :func:`conv2d`: with the columns, the whole convolution is one matrix product
+   ``W (K, C*kh*kw) @ cols (C*kh*kw, H2*W2)`` per image (:meth:`Conv2dFunction.forward`).
+4. The backward pass, by hand (:meth:`Conv2dFunction.backward`): the weight gradient is ``dL/dy @ cols^T``,
+   the input gradient ``W^T @ dL/dy`` folded back by :func:`col2im` (one input pixel feeds several outputs,
+   so its gradient is the sum over all of them).
 
-* :func:`conv2d_naive` loops over every output value and every kernel offset, exactly like
-  ``y[l, i, j] = b[l] + sum_d sum_a sum_b x[d, i*s + a, j*s + b] * W[l, d, a, b]``.
-* :func:`im2col` copies every receptive field into one column of a matrix; then the whole convolution is
-  one matrix product ``W (K, C*kh*kw) @ cols (C*kh*kw, H2*W2)`` per image (:func:`conv2d`).
-* ``torch.nn.functional.conv2d`` (oneDNN / cuDNN), which the tests compare both against.
-
-The gradient of :func:`conv2d` is written by hand in :class:`Conv2dFunction`: the input gradient is the
-matrix product transposed, folded back into image shape by :func:`col2im`, which *adds* the columns'
-contributions where receptive fields overlap (one input pixel feeds several outputs, so its gradient is
-the sum over all of them).
+``torch.nn.functional.conv2d`` (oneDNN / cuDNN) computes the same numbers; the tests compare against it.
+The input checks come last.
 """
 
 from __future__ import annotations
@@ -32,51 +33,57 @@ IntOrPair = int | tuple[int, int]
 Pair = tuple[int, int]
 
 
-def _window(offset: int, dilation: int, stride: int, count: int) -> slice:
-    """Positions of a padded axis that kernel offset ``offset`` touches, for all ``count`` outputs at once.
+# ---------------------------------------------------------------------------------------------------
+# 1. The formula as loops.
 
-    Output ``i`` reads position ``i*stride + offset*dilation``: a strided slice.
+
+def conv2d_naive(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """Convolution as explicit loops over output values and kernel offsets (forward only; slow).
+
+    ``y[n, l, i, j] = b[l] + sum_d sum_a sum_b xp[n, d, i*s + a*D, j*s + b*D] * W[l, d, a, b]`` where ``xp`` is
+    ``x`` zero-padded by ``P``, ``D`` the dilation and ``d`` runs over the input channels of filter ``l``'s
+    group. Python loops run over the filter ``l``, the output row ``i`` and column ``j`` and the kernel
+    offsets ``a`` and ``b``; only the innermost sum over input channels ``d`` is one dot product, done for
+    all ``N`` images of the batch at once (``(N, C/groups) @ (C/groups,)``). That keeps the loops readable
+    as the formula while the tests stay fast enough; gradients flow through it by plain autograd.
+
+    Args:
+        x: ``(N, C, H, W)``; weight: ``(K, C/groups, kh, kw)``; bias: ``(K,)`` or None;
+        stride, padding, dilation: int or ``(h, w)``; groups: ``C`` and ``K`` must be divisible by it.
+
+    Returns:
+        ``(N, K, H2, W2)``.
     """
-    start = offset * dilation
-    return slice(start, start + stride * (count - 1) + 1, stride)
+    stride_, padding_, dilation_, groups, (oh, ow) = _check_conv(
+        x, weight, bias, stride, padding, dilation, groups, "conv2d_naive")
+    (sh, sw), (ph, pw), (dh, dw) = stride_, padding_, dilation_
+    k, cg, kh, kw = weight.shape
+    filters_per_group = k // groups
+    xp = F.pad(x, (pw, pw, ph, ph))
+    y = x.new_empty((x.shape[0], k, oh, ow))
+    for l in range(k):
+        g = l // filters_per_group
+        d = slice(g * cg, (g + 1) * cg)  # the input channels filter l sees
+        for i in range(oh):
+            for j in range(ow):
+                acc = bias[l].expand(x.shape[0]) if bias is not None else x.new_zeros(x.shape[0])
+                for a in range(kh):
+                    for b in range(kw):
+                        acc = acc + xp[:, d, i * sh + a * dh, j * sw + b * dw] @ weight[l, :, a, b]
+                y[:, l, i, j] = acc
+    return y
 
 
-def unfold_padded(xp: torch.Tensor, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> torch.Tensor:
-    """im2col on an already padded ``xp: (N, C, Hp, Wp)``: returns ``(N, C, kh, kw, H2, W2)`` (a copy).
-
-    ``cols[n, c, a, b, i, j] = xp[n, c, i*sh + a*dh, j*sw + b*dw]``: one strided slice per kernel offset.
-    """
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
-    n, c = xp.shape[:2]
-    cols = xp.new_empty((n, c, kh, kw, oh, ow))
-    for a in range(kh):
-        for b in range(kw):
-            cols[:, :, a, b] = xp[:, :, _window(a, dh, sh, oh), _window(b, dw, sw, ow)]
-    return cols
-
-
-def fold_padded(cols: torch.Tensor, padded_shape: tuple[int, ...], stride: Pair, dilation: Pair) -> torch.Tensor:
-    """The adjoint of :func:`unfold_padded`: ``cols: (N, C, kh, kw, H2, W2)`` summed into ``padded_shape``."""
-    _, _, kh, kw, oh, ow = cols.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    xp = cols.new_zeros(padded_shape)
-    for a in range(kh):
-        for b in range(kw):
-            # "+=": where receptive fields overlap, a pixel collects the contributions of every window.
-            xp[:, :, _window(a, dh, sh, oh), _window(b, dw, sw, ow)] += cols[:, :, a, b]
-    return xp
-
-
-def _output_size(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, what: str) -> Pair:
-    try:
-        return conv_output_size(hw, kernel, stride, padding, dilation, strict=False)  # type: ignore[return-value]
-    except ShapeError as err:
-        raise ShapeError(f"{what}: {err}") from None
-
-
-def _conv_geometry(kernel_size: IntOrPair, stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair):
-    return (pair(kernel_size, "kernel_size"), pair(stride, "stride"), pair(padding, "padding"),
-            pair(dilation, "dilation"))
+# ---------------------------------------------------------------------------------------------------
+# 2. im2col: every receptive field a column; col2im: its transpose (adds where windows overlap).
 
 
 def im2col(
@@ -134,35 +141,47 @@ def col2im(
     return xp[:, :, padding_[0]:padding_[0] + h, padding_[1]:padding_[1] + w]
 
 
-def _check_conv(x, weight, bias, stride, padding, dilation, groups, where):
-    """Validate a convolution call; returns ``(stride, padding, dilation, groups, (H2, W2))`` as pairs."""
-    check_rank(x, (4,), "(N, C, H, W)", where)
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-        raise ShapeError(f"{where}: weight must have shape (K, C/groups, kh, kw), got {shape}.")
-    check_same_device_dtype(x, weight, "weight", where)
-    check_same_device_dtype(x, bias, "bias", where)
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ShapeError(f"{where}: groups must be a positive int, got {groups!r}.")
-    k, cg, kh, kw = weight.shape
-    c = x.shape[1]
-    if k % groups:
-        raise ShapeError(f"{where}: weight {tuple(weight.shape)} has {k} filters, not divisible by groups={groups}.")
-    if c != cg * groups:
-        raise ShapeError(
-            f"{where}: input {tuple(x.shape)} has {c} channels but weight {tuple(weight.shape)} with "
-            f"groups={groups} expects {cg} x {groups} = {cg * groups} input channels."
-        )
-    if bias is not None and tuple(bias.shape) != (k,):
-        raise ShapeError(f"{where}: bias must have shape ({k},) for weight {tuple(weight.shape)}, "
-                         f"got {tuple(bias.shape)}.")
-    stride_, padding_, dilation_ = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
-    out = _output_size(tuple(x.shape[2:]), (kh, kw), stride_, padding_, dilation_,
-                       f"{where} of input {tuple(x.shape)} with weight {tuple(weight.shape)}")
-    return stride_, padding_, dilation_, groups, out
+def unfold_padded(xp: torch.Tensor, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> torch.Tensor:
+    """im2col on an already padded ``xp: (N, C, Hp, Wp)``: returns ``(N, C, kh, kw, H2, W2)`` (a copy).
+
+    ``cols[n, c, a, b, i, j] = xp[n, c, i*sh + a*dh, j*sw + b*dw]``: one strided slice per kernel offset.
+    """
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
+    n, c = xp.shape[:2]
+    cols = xp.new_empty((n, c, kh, kw, oh, ow))
+    for a in range(kh):
+        for b in range(kw):
+            cols[:, :, a, b] = xp[:, :, _window(a, dh, sh, oh), _window(b, dw, sw, ow)]
+    return cols
 
 
-def conv2d_naive(
+def fold_padded(cols: torch.Tensor, padded_shape: tuple[int, ...], stride: Pair, dilation: Pair) -> torch.Tensor:
+    """The adjoint of :func:`unfold_padded`: ``cols: (N, C, kh, kw, H2, W2)`` summed into ``padded_shape``."""
+    _, _, kh, kw, oh, ow = cols.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    xp = cols.new_zeros(padded_shape)
+    for a in range(kh):
+        for b in range(kw):
+            # "+=": where receptive fields overlap, a pixel collects the contributions of every window.
+            xp[:, :, _window(a, dh, sh, oh), _window(b, dw, sw, ow)] += cols[:, :, a, b]
+    return xp
+
+
+def _window(offset: int, dilation: int, stride: int, count: int) -> slice:
+    """Positions of a padded axis that kernel offset ``offset`` touches, for all ``count`` outputs at once.
+
+    Output ``i`` reads position ``i*stride + offset*dilation``: a strided slice.
+    """
+    start = offset * dilation
+    return slice(start, start + stride * (count - 1) + 1, stride)
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. Convolution as one matrix product per image, and 4. its backward pass by hand.
+
+
+def conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
@@ -171,40 +190,18 @@ def conv2d_naive(
     dilation: IntOrPair = 1,
     groups: int = 1,
 ) -> torch.Tensor:
-    """Convolution as explicit loops over output values and kernel offsets (forward only; slow).
-
-    ``y[n, l, i, j] = b[l] + sum_d sum_a sum_b xp[n, d, i*s + a*D, j*s + b*D] * W[l, d, a, b]`` where ``xp`` is
-    ``x`` zero-padded by ``P``, ``D`` the dilation and ``d`` runs over the input channels of filter ``l``'s
-    group. Python loops run over the filter ``l``, the output row ``i`` and column ``j`` and the kernel
-    offsets ``a`` and ``b``; only the innermost sum over input channels ``d`` is one dot product, done for
-    all ``N`` images of the batch at once (``(N, C/groups) @ (C/groups,)``). That keeps the loops readable
-    as the formula while the tests stay fast enough; gradients flow through it by plain autograd.
+    """2-D convolution (cross-correlation, like ``torch.nn.functional.conv2d``) by im2col and one matmul.
 
     Args:
         x: ``(N, C, H, W)``; weight: ``(K, C/groups, kh, kw)``; bias: ``(K,)`` or None;
-        stride, padding, dilation: int or ``(h, w)``; groups: ``C`` and ``K`` must be divisible by it.
+        stride, padding (zeros), dilation: int or ``(h, w)``; groups: ``groups=C`` is depthwise.
 
     Returns:
-        ``(N, K, H2, W2)``.
+        ``(N, K, H2, W2)``, differentiable through :class:`Conv2dFunction`'s hand-written backward.
     """
-    stride_, padding_, dilation_, groups, (oh, ow) = _check_conv(
-        x, weight, bias, stride, padding, dilation, groups, "conv2d_naive")
-    (sh, sw), (ph, pw), (dh, dw) = stride_, padding_, dilation_
-    k, cg, kh, kw = weight.shape
-    filters_per_group = k // groups
-    xp = F.pad(x, (pw, pw, ph, ph))
-    y = x.new_empty((x.shape[0], k, oh, ow))
-    for l in range(k):
-        g = l // filters_per_group
-        d = slice(g * cg, (g + 1) * cg)  # the input channels filter l sees
-        for i in range(oh):
-            for j in range(ow):
-                acc = bias[l].expand(x.shape[0]) if bias is not None else x.new_zeros(x.shape[0])
-                for a in range(kh):
-                    for b in range(kw):
-                        acc = acc + xp[:, d, i * sh + a * dh, j * sw + b * dw] @ weight[l, :, a, b]
-                y[:, l, i, j] = acc
-    return y
+    stride_, padding_, dilation_, groups, out = _check_conv(
+        x, weight, bias, stride, padding, dilation, groups, "conv2d")
+    return Conv2dFunction.apply(x, weight, bias, stride_, padding_, dilation_, groups, out)
 
 
 class Conv2dFunction(torch.autograd.Function):
@@ -215,11 +212,13 @@ class Conv2dFunction(torch.autograd.Function):
         n, c, h, w = x.shape
         k, cg, kh, kw = weight.shape
         cols = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C*kh*kw, L)
+        # The whole convolution is one product per image: W (K, C*kh*kw) @ cols (C*kh*kw, L) -> (K, L).
+        # With groups=g, filter block j (K/g filters) only sees row block j of cols (C/g channels): the same
+        # product, done per block. groups=1 is one block.
         rows = cg * kh * kw  # one group's rows of cols
-        # Grouped convolution: group g's filters only see group g's rows of cols.
         cols_g = cols.view(n, groups, rows, -1)  # (N, g, rows, L)
         w_g = weight.reshape(groups, k // groups, rows)  # (g, K/g, rows)
-        y = torch.matmul(w_g, cols_g)  # (N, g, K/g, L): the whole convolution is this product
+        y = torch.matmul(w_g, cols_g)  # (N, g, K/g, L)
         y = y.reshape(n, k, *out)
         if bias is not None:
             y += bias.view(1, k, 1, 1)  # in place: y is our own fresh tensor
@@ -252,24 +251,45 @@ class Conv2dFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
-def conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    groups: int = 1,
-) -> torch.Tensor:
-    """2-D convolution (cross-correlation, like ``torch.nn.functional.conv2d``) by im2col and one matmul.
+# ---------------------------------------------------------------------------------------------------
+# Plumbing: input checks (groups included) and the output size.
 
-    Args:
-        x: ``(N, C, H, W)``; weight: ``(K, C/groups, kh, kw)``; bias: ``(K,)`` or None;
-        stride, padding (zeros), dilation: int or ``(h, w)``; groups: ``groups=C`` is depthwise.
 
-    Returns:
-        ``(N, K, H2, W2)``, differentiable through :class:`Conv2dFunction`'s hand-written backward.
-    """
-    stride_, padding_, dilation_, groups, out = _check_conv(
-        x, weight, bias, stride, padding, dilation, groups, "conv2d")
-    return Conv2dFunction.apply(x, weight, bias, stride_, padding_, dilation_, groups, out)
+def _check_conv(x, weight, bias, stride, padding, dilation, groups, where):
+    """Validate a convolution call; returns ``(stride, padding, dilation, groups, (H2, W2))`` as pairs."""
+    check_rank(x, (4,), "(N, C, H, W)", where)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ShapeError(f"{where}: weight must have shape (K, C/groups, kh, kw), got {shape}.")
+    check_same_device_dtype(x, weight, "weight", where)
+    check_same_device_dtype(x, bias, "bias", where)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ShapeError(f"{where}: groups must be a positive int, got {groups!r}.")
+    k, cg, kh, kw = weight.shape
+    c = x.shape[1]
+    if k % groups:
+        raise ShapeError(f"{where}: weight {tuple(weight.shape)} has {k} filters, not divisible by groups={groups}.")
+    if c != cg * groups:
+        raise ShapeError(
+            f"{where}: input {tuple(x.shape)} has {c} channels but weight {tuple(weight.shape)} with "
+            f"groups={groups} expects {cg} x {groups} = {cg * groups} input channels."
+        )
+    if bias is not None and tuple(bias.shape) != (k,):
+        raise ShapeError(f"{where}: bias must have shape ({k},) for weight {tuple(weight.shape)}, "
+                         f"got {tuple(bias.shape)}.")
+    stride_, padding_, dilation_ = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
+    out = _output_size(tuple(x.shape[2:]), (kh, kw), stride_, padding_, dilation_,
+                       f"{where} of input {tuple(x.shape)} with weight {tuple(weight.shape)}")
+    return stride_, padding_, dilation_, groups, out
+
+
+def _output_size(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, what: str) -> Pair:
+    try:
+        return conv_output_size(hw, kernel, stride, padding, dilation, strict=False)  # type: ignore[return-value]
+    except ShapeError as err:
+        raise ShapeError(f"{what}: {err}") from None
+
+
+def _conv_geometry(kernel_size: IntOrPair, stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair):
+    return (pair(kernel_size, "kernel_size"), pair(stride, "stride"), pair(padding, "padding"),
+            pair(dilation, "dilation"))
