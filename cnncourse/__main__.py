@@ -1,18 +1,38 @@
 """Command line: ``python -m cnncourse <command> ...`` (also installed as ``cnncourse``).
 
 Commands:
-    data malaria   show which malaria source is used, counts per class and split, patients per split,
-                   and build the split caches (``--download``, ``--source PATH``, ``--size``, ``--synthetic``).
+    data malaria      show which malaria source is used, counts per class and split, patients per split,
+                      and build the split caches (``--download``, ``--source PATH``, ``--size``, ``--synthetic``,
+                      ``--on-error skip``).
+    train malaria     train the reference model (CellNet) on the training patients, validate on the
+                      validation patients, write a self-describing checkpoint (``--out model.pt``).
+    evaluate malaria  judge a checkpoint on every image of a labelled folder or zip (accuracy, ROC AUC,
+                      sensitivity, specificity, worst patients; ``--json``), or write predictions for a
+                      folder of unlabelled PNGs.
 
-Each command is a sub-parser with a ``run(args)`` function, so new commands plug in beside ``data``.
+Each command is a sub-parser with a ``run(args)`` function. Bad input (a missing or corrupt source, a file
+that is not a checkpoint) ends with a one-paragraph ``error: ...`` on stderr and exit status 2, never a
+traceback; warnings are printed as ``warning: ...`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import csv
+import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _say(*parts: object, quiet: bool = False, err: bool = False) -> None:
+    if not quiet:
+        print(*parts, file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def _data_malaria(args: argparse.Namespace) -> int:
@@ -26,8 +46,7 @@ def _data_malaria(args: argparse.Namespace) -> int:
         try:
             source = str(malaria.find_source())
         except FileNotFoundError as err:
-            print(f"error: {err}\n(or run with --synthetic to use the offline stand-in)", file=sys.stderr)
-            return 1
+            raise FileNotFoundError(f"{err} (Or run with --synthetic to use the offline stand-in.)") from None
 
     if source == "synthetic":
         print(f"source: synthetic stand-in ({malaria.SYNTHETIC_N} cells drawn by cnncourse.data.synthetic)")
@@ -38,43 +57,294 @@ def _data_malaria(args: argparse.Namespace) -> int:
 
     print(f"{'split':<6} {'patients':>8} {'Parasitized':>12} {'Uninfected':>11} {'total':>7}   cache")
     total = [0, 0, 0]
+    skipped = 0
     for split in malaria.SPLITS:
         start = time.perf_counter()
-        ds = malaria.MalariaCells(split, source=source, size=args.size, seed=args.seed, progress=not args.quiet)
+        ds = malaria.MalariaCells(
+            split, source=source, size=args.size, seed=args.seed, on_error=args.on_error, progress=not args.quiet
+        )
         seconds = time.perf_counter() - start
         n1 = int(ds.labels.sum())
         n_patients = len(set(ds.patient_ids))
         row = (n_patients, n1, len(ds) - n1)
         total = [a + b for a, b in zip(total, row, strict=True)]
+        skipped += len(ds.skipped)
         where = f"{ds.cache} ({seconds:.1f} s)" if ds.cache else "(synthetic: not cached)"
         print(f"{split:<6} {row[0]:>8} {row[1]:>12,} {row[2]:>11,} {len(ds):>7,}   {where}")
     print(f"{'all':<6} {total[0]:>8} {total[1]:>12,} {total[2]:>11,} {total[1] + total[2]:>7,}")
+    if skipped:
+        print(f"skipped {skipped} unreadable PNG(s) (--on-error skip)")
     return 0
 
 
+def _expected_seconds(model, train, val, settings: dict) -> float:
+    """Seconds ``fit_tensors`` will take: two tiny epochs on a copy, the second one timed, scaled up."""
+    from cnncourse.train.tensors import fit_tensors
+
+    bs = settings["batch_size"]
+    steps = 3
+    subset = (train[0][: steps * bs], train[1][: steps * bs])
+    probe = {**settings, "epochs": 2, "compile": False, "progress": False}
+    history = fit_tensors(copy.deepcopy(model), subset, None, **probe)
+    per_step = (history.wall_time[1] - history.wall_time[0]) / min(steps, max(1, len(subset[0]) // bs))
+    train_steps = max(1, len(train[0]) // bs)
+    val_steps = len(val[0]) / bs if val is not None else 0
+    return settings["epochs"] * per_step * (train_steps + val_steps / 3)  # a forward pass is ~1/3 of a step
+
+
+def _train_malaria(args: argparse.Namespace) -> int:
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    import cnncourse
+    from cnncourse.checkpoint import save_checkpoint
+    from cnncourse.data.malaria import load_tensors
+    from cnncourse.models.cellnet import TRAIN_SETTINGS, cellnet
+    from cnncourse.runtime import default_device
+    from cnncourse.train.tensors import channel_stats, fit_tensors, predict_tensors
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device} was asked for, but no CUDA GPU is available; use --device cpu.")
+    source = "synthetic" if args.synthetic else args.source
+    progress = not args.quiet
+    train = load_tensors("train", size=args.size, device=device, source=source, seed=args.split_seed,
+                         progress=progress)  # fmt: skip
+    val = load_tensors("val", size=args.size, device=device, source=source, seed=args.split_seed, progress=progress)
+    _say(f"train: {len(train.labels):,} cells of {len(set(train.patient_ids))} patients; "
+         f"val: {len(val.labels):,} cells of {len(set(val.patient_ids))} patients", quiet=args.quiet)  # fmt: skip
+    mean, std = channel_stats(train.images)
+    kwargs = {"widths": tuple(TRAIN_SETTINGS["widths"]), "dropout": TRAIN_SETTINGS["dropout"]}
+    torch.manual_seed(args.seed)
+    model = cellnet(**kwargs)
+    settings = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "weight_decay": TRAIN_SETTINGS["weight_decay"],
+        "mean": mean,
+        "std": std,
+        "compile": args.compile,
+        "seed": args.seed,
+    }
+    n_threads = torch.get_num_threads()
+    threads = f", {n_threads} thread{'s' * (n_threads > 1)}" if device.type == "cpu" else ""
+    expected = _expected_seconds(model, (train.images, train.labels), (val.images, val.labels), settings)
+    _say(f"training CellNet{kwargs['widths']} for {args.epochs} epochs at {args.size} px on {device}{threads}: "
+         f"expected about {expected / 60:.1f} min" + (" plus compilation" if args.compile else ""),
+         quiet=args.quiet)  # fmt: skip
+    start = time.perf_counter()
+    history = fit_tensors(model, (train.images, train.labels), (val.images, val.labels), progress=progress,
+                          **settings)  # fmt: skip
+    seconds = time.perf_counter() - start
+    probs = predict_tensors(model, val.images, mean, std).softmax(1)[:, 1].cpu()
+    labels = val.labels.cpu()
+    accuracy = float(((probs >= 0.5).long() == labels).float().mean())
+    auc = float(roc_auc_score(labels.numpy(), probs.numpy())) if len(set(labels.tolist())) == 2 else None
+    info = {
+        "trained_on": _train_source(source),
+        "split_seed": args.split_seed,
+        "train_patients": sorted(set(train.patient_ids)),
+        "val_accuracy": accuracy,
+        "val_auc": auc,
+        "seconds": seconds,
+        "device": str(device),
+        "cnncourse": cnncourse.__version__,
+        "torch": str(torch.__version__),
+        "settings": {k: v for k, v in settings.items() if k not in ("mean", "std")},
+        "history": history.to_dict(),
+    }
+    save_checkpoint(args.out, model, arch="cellnet", kwargs=kwargs, size=args.size, mean=mean, std=std, info=info)
+    auc_text = f"{auc:.4f}" if auc is not None else "n/a"
+    _say(f"done in {seconds / 60:.1f} min: validation accuracy {accuracy:.4f}, AUC {auc_text} "
+         f"({len(labels):,} cells of patients not trained on); wrote {args.out}", quiet=args.quiet)  # fmt: skip
+    return 0
+
+
+def _train_source(source: str | None) -> str:
+    """The source a training run used, for the checkpoint's record."""
+    from cnncourse.data.malaria import find_source
+
+    if source is not None:
+        return str(source)
+    try:
+        return str(find_source())
+    except FileNotFoundError:
+        return "synthetic"
+
+
+def _evaluate_malaria(args: argparse.Namespace) -> int:
+    import torch
+
+    from cnncourse.checkpoint import load_checkpoint
+    from cnncourse.evaluation import binary_report, read_image_set
+    from cnncourse.runtime import default_device
+    from cnncourse.train.tensors import predict_tensors
+
+    out = sys.stderr if args.json else sys.stdout
+
+    def say(text: str) -> None:
+        if not args.quiet or args.json:
+            print(text, file=out, flush=True)
+
+    device = torch.device(args.device) if args.device else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device} was asked for, but no CUDA GPU is available; use --device cpu.")
+    ckpt = load_checkpoint(args.checkpoint, device=device)
+    if len(ckpt.classes) != 2:
+        raise ValueError(f"{args.checkpoint} has {len(ckpt.classes)} classes {ckpt.classes}; malaria needs two.")
+    pre = ckpt.preprocessing
+    data = read_image_set(args.source, pre.size, classes=ckpt.classes, on_error=args.on_error,
+                          progress=not args.quiet)  # fmt: skip
+    say(f"checkpoint: {args.checkpoint} ({ckpt.arch}, {pre.size} px)")
+    skipped = f"; skipped {len(data.skipped)} unreadable: {', '.join(data.skipped[:3])}" if data.skipped else ""
+    kind = "labelled" if data.labels is not None else "unlabelled"
+    say(f"source: {data.source} ({len(data.files):,} {kind} images, {len(set(data.patients))} patients{skipped})")
+    logits = predict_tensors(ckpt.model, data.images.to(device), pre.mean, pre.std, batch_size=args.batch_size)
+    probs = logits.softmax(1)[:, 1].cpu()
+
+    if data.labels is None:
+        path = Path(args.predictions)
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "patient", f"p_{ckpt.classes[1].lower()}", "prediction"])
+            for name, patient, p in zip(data.files, data.patients, probs.tolist(), strict=True):
+                writer.writerow([name, patient, f"{p:.6f}", ckpt.classes[int(p >= args.threshold)]])
+        n1 = int((probs >= args.threshold).sum())
+        say(f"predicted {ckpt.classes[1]}: {n1:,} of {len(probs):,}; wrote {path}")
+        result = {"accuracy": None, "auc": None, "sensitivity": None, "specificity": None,
+                  "n_images": len(probs), "n_patients": len(set(data.patients)), "predictions": str(path),
+                  "n_predicted_positive": n1, "skipped": len(data.skipped)}  # fmt: skip
+    else:
+        report = binary_report(data.labels, probs, data.patients, threshold=args.threshold)
+        result = {**report.to_dict(worst=args.worst), "skipped": len(data.skipped)}
+
+        def fmt(v: float | None) -> str:
+            return "n/a (one class only)" if v is None else f"{v:.4f}"
+
+        say(f"accuracy {report.accuracy:.4f}  AUC {fmt(report.auc)}  sensitivity {fmt(report.sensitivity)}  "
+            f"specificity {fmt(report.specificity)}  (threshold {report.threshold})")  # fmt: skip
+        (tn, fp), (fn, tp) = report.confusion
+        say(f"confusion: {tn:,} true / {fp:,} false {ckpt.classes[1]}; {tp:,} true / {fn:,} missed {ckpt.classes[1]}")
+        worst = [row for row in report.patients[: args.worst] if row.errors]
+        if worst:
+            say(f"worst patients: {'patient':<20} {'images':>6} {'errors':>6} {'accuracy':>8}")
+            for row in worst:
+                say(f"                {row.patient:<20} {row.n_images:>6} {row.errors:>6} {row.accuracy:>8.3f}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if not 16 <= value <= 512:
+        raise argparse.ArgumentTypeError(f"image size must be between 16 and 512, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from cnncourse.models.cellnet import TRAIN_SETTINGS
+
     parser = argparse.ArgumentParser(prog="cnncourse", description="Tools of the cnncourse support package.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    on_error = {
+        "choices": ["raise", "skip"],
+        "default": "raise",
+        "help": "a corrupt PNG stops with an error (raise, default) or is left out with a warning (skip)",
+    }
 
     data = commands.add_parser("data", help="data sets: find, download, inspect, cache")
     datasets = data.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     m = datasets.add_parser("malaria", help="NIH malaria cell images (patient-level splits)")
     m.add_argument("--download", action="store_true", help="download the official archive into the data folder")
     m.add_argument("--source", metavar="PATH", help="a cell_images*.zip or an extracted cell_images/ folder")
-    m.add_argument("--size", type=int, default=64, help="image side after resizing (default 64)")
+    m.add_argument("--size", type=_size, default=64, help="image side after resizing (default 64)")
     m.add_argument("--seed", type=int, default=0, help="seed of the patient split (default 0)")
     m.add_argument("--synthetic", action="store_true", help="use the synthetic stand-in cells")
+    m.add_argument("--on-error", **on_error)
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.set_defaults(run=_data_malaria)
+
+    s = TRAIN_SETTINGS
+    train = commands.add_parser("train", help="train a reference model and write a checkpoint")
+    tsets = train.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    t = tsets.add_parser("malaria", help="CellNet on the training patients of the malaria cells",
+                         description="Train the reference CellNet on the training patients (validating on the "
+                         "validation patients) of whatever source cnncourse.data.malaria finds. The defaults are "
+                         "the solution's settings; --epochs and --size trade accuracy for time.")  # fmt: skip
+    t.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (e.g. model.pt)")
+    t.add_argument("--epochs", type=_positive, default=s["epochs"], help=f"default {s['epochs']}")
+    t.add_argument("--size", type=_size, default=s["size"], help=f"image side in px (default {s['size']})")
+    t.add_argument("--batch-size", type=_positive, default=s["batch_size"], help=f"default {s['batch_size']}")
+    t.add_argument("--lr", type=float, default=s["lr"], help=f"peak learning rate (default {s['lr']})")
+    t.add_argument("--source", metavar="PATH", help="a cell_images*.zip or cell_images/ folder (default: found)")
+    t.add_argument("--synthetic", action="store_true", help="train on the synthetic stand-in cells")
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation")
+    t.add_argument("--split-seed", type=int, default=0, help="seed of the patient split (default 0)")
+    t.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    t.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on a GPU)")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.set_defaults(run=_train_malaria)
+
+    evaluate = commands.add_parser("evaluate", help="judge a checkpoint on a folder or zip of images")
+    esets = evaluate.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    e = esets.add_parser("malaria", help="accuracy, AUC, sensitivity, specificity, worst patients",
+                         description="Evaluate a checkpoint on every PNG of a folder or zip: labelled when the "
+                         "images sit in Parasitized/ and Uninfected/ folders (one may be missing), else "
+                         "unlabelled (then a predictions CSV is written). File names without the "
+                         "'<patient>_IMG...' pattern count as patient 'unknown'.")  # fmt: skip
+    e.add_argument("checkpoint", help="a checkpoint written by `cnncourse train` or save_checkpoint")
+    e.add_argument("--source", required=True, metavar="FOLDER_OR_ZIP", help="the images to judge the model on")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout (everything else on stderr)")
+    e.add_argument("--threshold", type=float, default=0.5, help="probability from which a cell counts as Parasitized")
+    e.add_argument("--predictions", default="predictions.csv", metavar="CSV",
+                   help="where unlabelled images' predictions go (default predictions.csv)")  # fmt: skip
+    e.add_argument("--worst", type=int, default=5, help="how many worst patients to list (default 5)")
+    e.add_argument("--batch-size", type=_positive, default=512, help="images per forward pass (default 512)")
+    e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    e.add_argument("--on-error", **on_error)
+    e.add_argument("--quiet", action="store_true", help="no progress bars or text (the JSON still comes)")
+    e.set_defaults(run=_evaluate_malaria)
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "synthetic", False) and (args.source or args.download):
-        build_parser().error("--synthetic cannot be combined with --source or --download")
-    return args.run(args)
+    """Entry point; returns the exit status (0 fine, 2 bad input or usage, 130 interrupted)."""
+    from cnncourse.checkpoint import CheckpointError
+    from cnncourse.data.downloader import DownloadError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "synthetic", False) and (args.source or getattr(args, "download", False)):
+        parser.error("--synthetic cannot be combined with --source or --download")
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except (CheckpointError, DownloadError, OSError, ValueError) as err:  # DataError is a ValueError too
+            text = " ".join(str(err).split())
+            for api in ('on_error="skip"', "on_error='skip'"):  # the library's advice, in command-line words
+                text = text.replace(api, "--on-error skip")
+            print(f"error: {text}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

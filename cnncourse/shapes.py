@@ -135,12 +135,13 @@ def _pool_1d(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool, axis: s
         )
     span = d * (k - 1) + 1
     room = size + 2 * p - span
-    if room < 0:
+    # ceil mode keeps a last, partial window: it may overhang the padded input by up to stride - 1
+    out = (room + (s - 1 if ceil_mode else 0)) // s + 1
+    if out < 1:
         raise ShapeError(
-            f"pooling window{axis} of extent {span} does not fit an input of size {size} padded by {p}. "
-            f"Use kernel_size <= {size + 2 * p} or a larger input."
+            f"pooling window{axis} of extent {span} does not fit an input of size {size} padded by {p}"
+            f"{' (even in ceil mode)' if ceil_mode else ''}. Use kernel_size <= {size + 2 * p} or a larger input."
         )
-    out = (-(-room // s) if ceil_mode else room // s) + 1
     if ceil_mode and (out - 1) * s >= size + p:
         out -= 1  # the last window would start in the right padding only: PyTorch drops it
     return out

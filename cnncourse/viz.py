@@ -39,17 +39,17 @@ class CourseFigure(Figure):
     """A pyplot figure that a notebook shows exactly once.
 
     Jupyter's inline backend shows every open pyplot figure at the end of a cell, and IPython shows a figure
-    that is the cell's last expression: a plain figure returned by a function would appear twice. This one
-    stays silent while pyplot still holds it (the backend will show it) and draws itself otherwise (a figure
-    shown again in a later cell, after the backend closed it).
+    that is the cell's last expression: a plain figure returned by a function would appear twice. Whoever
+    displays this one first (the cell's result, ``plt.show()``, or the backend at the end of the cell) draws
+    it as a PNG and closes it in pyplot, so the backend does not show it again. Displaying it again later
+    (``fig`` in another cell) draws it again.
     """
 
     def _ipython_display_(self) -> None:
-        if getattr(self, "number", None) in plt.get_fignums():
-            return  # still open: the inline backend shows it when the cell ends
         from IPython.core.pylabtools import print_figure
         from IPython.display import Image, display
 
+        plt.close(self)  # shown here: pyplot (and so the inline backend) lets go of it
         png = print_figure(self, "png", bbox_inches="tight")
         if png is not None:
             display(Image(data=png))

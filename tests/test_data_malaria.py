@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import random
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -17,8 +20,9 @@ from PIL import Image
 
 from cnncourse.__main__ import main
 from cnncourse.data import images as images_mod
+from cnncourse.data import sha256_file
 from cnncourse.data.archive import DataError
-from cnncourse.data.images import letterbox_png
+from cnncourse.data.images import clean_stale_tmp, letterbox_png
 from cnncourse.data.malaria import (
     MalariaCells,
     SyntheticDataWarning,
@@ -73,8 +77,25 @@ def small_zip(tmp_path) -> Path:
 
 
 def _cache_files(tmp_path: Path) -> list[Path]:
+    """Everything in the cache folder but the memo of zip hashes."""
     folder = tmp_path / "datadir" / "cache"
-    return sorted(folder.iterdir()) if folder.exists() else []
+    return sorted(p for p in folder.iterdir() if p.name != "sources.json") if folder.exists() else []
+
+
+def _corrupt_in_place(path: Path, member: str) -> bytes:
+    """Flip bytes inside one member's data, leaving the zip's directory (names, CRCs, sizes) as it was.
+
+    Returns the original bytes of the whole file."""
+    original = path.read_bytes()
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    local_header = 30 + len(info.filename.encode()) + len(info.extra)
+    start = info.header_offset + local_header + info.compress_size // 2
+    time.sleep(0.02)  # a real corruption happens later than the write before it
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(bytes(b ^ 0xFF for b in original[start : start + 4]))
+    return original
 
 
 # --- patient IDs and the official CSVs -----------------------------------------------------------------
@@ -248,6 +269,44 @@ def test_damaged_cache_file_is_rebuilt(tmp_path, small_zip):
     assert torch.equal(load_tensors("test", source=small_zip, size=16, progress=False).images, first.images)
 
 
+@pytest.mark.parametrize("memo", [False, True], ids=["fresh-zip", "zip-hash-remembered"])
+def test_zip_corrupted_in_place_gets_its_own_cache(tmp_path, small_zip, memo):
+    """Same path, same directory of names/CRCs/sizes, changed bytes: neither zip may use the other's cache."""
+    if memo:  # an old, still zip: its hash is remembered, and a corruption later changes its mtime
+        os.utime(small_zip, ns=(10**18, 10**18))
+    good = load_tensors("all", source=small_zip, size=16, progress=False)
+    memo_file = tmp_path / "datadir" / "cache" / "sources.json"
+    if memo:
+        entry = json.loads(memo_file.read_text())[str(small_zip.resolve())]
+        assert entry["sha256"] == sha256_file(small_zip)
+    member = sorted(_members())[5]
+    original = _corrupt_in_place(small_zip, member)
+    if memo:
+        os.utime(small_zip, ns=(10**18 + 10**12, 10**18 + 10**12))
+    with pytest.raises(DataError, match=member.rsplit("/")[-1]):  # decoded again: the bad CRC shows
+        load_tensors("all", source=small_zip, size=16, progress=False)
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        assert len(load_tensors("all", source=small_zip, size=16, progress=False, on_error="skip").labels) == 59
+    small_zip.write_bytes(original)  # repaired: the good zip's cache is valid again, all 60 cells
+    again = load_tensors("all", source=small_zip, size=16, progress=False)
+    assert torch.equal(again.images, good.images)
+
+
+def test_stale_tmp_of_a_killed_build_is_removed(tmp_path, small_zip):
+    """A build killed mid-write (no chance to clean up) leaves a *.tmp; the next load removes it once stale."""
+    load_tensors("val", source=small_zip, size=16, progress=False)
+    (cache,) = _cache_files(tmp_path)
+    stale = cache.with_name(cache.name + ".k1ll3d.tmp")
+    stale.write_bytes(b"half a file")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    busy = cache.with_name(cache.name + ".w0rk1ng.tmp")  # another process writing right now
+    busy.write_bytes(b"being written")
+    load_tensors("val", source=small_zip, size=16, progress=False)  # from the cache
+    assert not stale.exists() and busy.exists()
+    os.utime(busy, (time.time() - 3600, time.time() - 3600))
+    assert clean_stale_tmp(cache.parent) == [busy] and _cache_files(tmp_path) == [cache]
+
+
 # --- bad sources ---------------------------------------------------------------------------------------
 
 
@@ -367,10 +426,49 @@ def test_cli_synthetic_and_errors(capsys):
     assert main(["data", "malaria", "--synthetic", "--size", "32", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "2,400" in out
-    assert main(["data", "malaria", "--quiet"]) == 1
-    assert "--download" in capsys.readouterr().err
+    assert main(["data", "malaria", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--download" in err and "--synthetic" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):
         main(["data", "malaria", "--synthetic", "--source", "x.zip"])
+
+
+def _one_paragraph_error(capsys, *needles: str) -> str:
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_cli_bad_sources_exit_2_with_one_paragraph(tmp_path, small_zip, capsys):
+    assert main(["data", "malaria", "--source", str(tmp_path / "missing.zip"), "--quiet"]) == 2
+    _one_paragraph_error(capsys, "missing.zip")
+    cut = tmp_path / "cell_images_cut.zip"
+    cut.write_bytes(small_zip.read_bytes()[:3000])
+    assert main(["data", "malaria", "--source", str(cut), "--quiet"]) == 2
+    _one_paragraph_error(capsys, "cell_images_cut.zip", "truncated")
+    text = tmp_path / "notes.zip"
+    text.write_text("hello")
+    assert main(["data", "malaria", "--source", str(text), "--quiet"]) == 2
+    _one_paragraph_error(capsys, "notes.zip")
+    with pytest.raises(SystemExit) as info:  # argparse: usage error, also exit status 2
+        main(["data", "malaria", "--synthetic", "--size", "4"])
+    assert info.value.code == 2 and "between 16 and 512" in capsys.readouterr().err
+
+
+def test_cli_corrupt_png_error_then_on_error_skip(tmp_path, capsys):
+    members = _members()
+    bad = sorted(members)[0]
+    members[bad] = b"\x89PNG\r\n\x1a\n but then garbage"
+    source = _write_zip(tmp_path / "cell_images_bad.zip", members)
+    assert main(["data", "malaria", "--source", str(source), "--size", "16", "--quiet"]) == 2
+    _one_paragraph_error(capsys, bad.rsplit("/")[-1], "--on-error skip")
+    assert main(["data", "malaria", "--source", str(source), "--size", "16", "--quiet", "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable" in captured.out and "warning: Skipped 1" in captured.err
+    assert next(line for line in captured.out.splitlines() if line.startswith("all")).split()[-1] == "59"
 
 
 def test_cli_download_fetches_then_uses_the_archive(small_zip, tmp_path, monkeypatch, capsys):
@@ -385,10 +483,10 @@ def test_cli_download_fetches_then_uses_the_archive(small_zip, tmp_path, monkeyp
         monkeypatch.setattr(malaria, "URL", srv.url)
         monkeypatch.setattr(malaria, "SHA256", hashlib.sha256(payload).hexdigest())
         monkeypatch.setattr(malaria, "CSV_URL", srv.url + "-missing-{}")
-        with pytest.warns(UserWarning, match="patientid_cellmapping"):
-            assert main(["data", "malaria", "--download", "--size", "16", "--quiet"]) == 0
+        assert main(["data", "malaria", "--download", "--size", "16", "--quiet"]) == 0
     fetched = tmp_path / "datadir" / "cell_images.zip"
     assert fetched.read_bytes() == payload
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert err.count("warning: Could not fetch the mapping file patientid_cellmapping") == 2  # one line each
     assert f"downloading {srv.url}" in out and str(fetched) in out
     assert next(line for line in out.splitlines() if line.startswith("all")).split() == ["all", "12", "24", "36", "60"]

@@ -45,6 +45,7 @@ def test_makefile_has_the_two_commands_and_ci_calls_make_test():
     assert "sha256sum pyproject.toml" in makefile  # the venv stamp is keyed on pyproject's content
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci and "set -euo pipefail" in ci
+    assert ci.index("apt-get install -y chromium") < ci.index("make test")  # the browser tests run in CI
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make lab") < readme.index("## Course map")
     assert "make test" in readme

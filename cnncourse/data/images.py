@@ -3,7 +3,8 @@
 ``letterbox_png(data, size)`` decodes one image and fits it into ``size x size`` keeping its aspect
 ratio, padded with black. ``decode_many`` runs it over a list of files with a thread pool (Pillow
 releases the GIL while it inflates and resizes) and a tqdm bar. ``save_atomic`` writes a cache file
-through a temporary file and ``os.replace``, so a crash never leaves a half-written cache.
+through a temporary file and ``os.replace``, so a crash never leaves a half-written cache; a process
+killed while writing leaves its ``*.tmp`` behind, which ``clean_stale_tmp`` removes once it is stale.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 
 from cnncourse.data.archive import DataError
 
-__all__ = ["letterbox_png", "decode_many", "save_atomic"]
+__all__ = ["letterbox_png", "decode_many", "save_atomic", "clean_stale_tmp"]
 
 ON_ERROR = ("raise", "skip")
 
@@ -104,3 +106,22 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def clean_stale_tmp(folder: str | os.PathLike, max_age_s: float = 300) -> list[Path]:
+    """Delete ``*.tmp`` files in ``folder`` not written to for ``max_age_s`` seconds; return them.
+
+    ``save_atomic`` removes its temporary file on any exception, but not when the process is killed
+    (SIGKILL, power loss). A writer keeps touching its file, so one older than a few minutes is
+    abandoned; younger ones may belong to a build running right now and are left alone.
+    """
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob("*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+    return removed

@@ -13,8 +13,9 @@ Sources (``find_source``): an extracted ``cell_images/`` folder, ``cell_images.z
 ``cell_images*.zip`` in ``data_dir()`` or a ``$CNNCOURSE_DATA_PATH`` folder; ``fetch()`` downloads
 the official archive. PNGs are read straight from the zip; each split is decoded once (in parallel)
 and cached as one uint8 tensor file in ``data_dir()/cache/``, named after the source fingerprint
-(``ClassArchive.fingerprint``: member names, CRC-32s and sizes of the zip, so no 350 MB hash on each
-load, and any change of content gives a new cache), the split, the split seed and the image size.
+(``ClassArchive.fingerprint``: member names, CRC-32s and sizes, and the zip's sha256, remembered in
+``cache/sources.json`` per path and stat so that an unchanged zip is hashed once; any change of content
+gives a new cache, also a zip corrupted in place), the split, the split seed and the image size.
 Without any real source, ``MalariaCells`` and ``load_tensors`` fall back to ``synthetic_cells`` with
 a ``SyntheticDataWarning``.
 """
@@ -38,7 +39,7 @@ from torch.utils.data import Dataset
 from cnncourse.data import data_dir, data_path
 from cnncourse.data.archive import ClassArchive, DataError
 from cnncourse.data.downloader import DownloadError, download
-from cnncourse.data.images import decode_many, save_atomic
+from cnncourse.data.images import clean_stale_tmp, decode_many, save_atomic
 from cnncourse.data.synthetic import CellTensors, synthetic_cells
 
 __all__ = [
@@ -349,7 +350,8 @@ def _load(
         return _Loaded(t, "synthetic", [f"synthetic_{i}.png" for i in idx], [], None)
 
     with ClassArchive(path, CLASSES) as archive:
-        key = archive.fingerprint()
+        clean_stale_tmp(data_dir() / "cache")
+        key = archive.fingerprint(memo=data_dir() / "cache" / "sources.json")
         cache = _cache_path(key, split, seed, size)
         payload = _read_cache(cache, key)
         if payload is None:

@@ -11,12 +11,15 @@ trivial. Patients are fake too: about 60 cells each, a quarter of them with no p
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 
-__all__ = ["CellTensors", "synthetic_cells"]
+__all__ = ["CellTensors", "synthetic_cells", "save_pngs"]
 
 _SALMON = np.array([226.0, 152.0, 142.0])  # the two ends of the real stain range (measured on real crops)
 _LAVENDER = np.array([186.0, 178.0, 212.0])
@@ -143,3 +146,21 @@ def synthetic_cells(n: int, *, size: int = 64, seed: int = 0) -> CellTensors:
         torch.from_numpy(labels),
         [f"SYN{p:03d}" for p in patient_of],
     )
+
+
+def save_pngs(
+    cells: CellTensors, folder: str | os.PathLike, classes: tuple[str, str] = ("Uninfected", "Parasitized")
+) -> list[Path]:
+    """Write cells as ``folder/<class>/<patient>_IMG_<i>_cell_<i>.png``, the NIH layout; return the paths.
+
+    Handy for trying tools that read folders (``python -m cnncourse evaluate``) without the real data.
+    """
+    folder = Path(folder)
+    paths = []
+    for i, (image, label, patient) in enumerate(zip(cells.images, cells.labels.tolist(), cells.patient_ids,
+                                                     strict=True)):  # fmt: skip
+        path = folder / classes[label] / f"{patient}_IMG_{i:05d}_cell_{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(path)
+        paths.append(path)
+    return paths

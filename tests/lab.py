@@ -1,0 +1,95 @@
+"""Start a real ``jupyter lab`` for the tests: on 127.0.0.1, a free port, a random token, settings in a temp folder.
+
+``running_lab(root_dir, workdir)`` is a context manager yielding a :class:`Lab` (``url(path)`` gives an address
+with the token). Used by the smoke test and the browser tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Lab:
+    base: str
+    token: str
+    log: Path
+
+    def url(self, path: str = "lab") -> str:
+        """``base/path`` with the token as a query argument."""
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}/{path.lstrip('/')}{sep}token={self.token}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read()
+
+
+@contextlib.contextmanager
+def running_lab(root_dir: Path, workdir: Path, extra_args: Sequence[str] = (), env: dict | None = None,
+                settings: dict[str, dict] | None = None) -> Iterator[Lab]:
+    """Run ``jupyter lab`` serving ``root_dir`` (also its working directory) until the block ends.
+
+    Its config, runtime, settings and workspaces live under ``workdir`` (nothing is written to ``~``); its
+    log is ``workdir/lab.log``. No news, no update checks, no browser opened. ``settings`` maps a plugin
+    (``"@jupyterlab/notebook-extension:tracker"``) to its user settings.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, token = free_port(), secrets.token_hex(16)
+    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}", "--ServerApp.port_retries=0",
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           *extra_args]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    dirs = {name: workdir / name.lower() for name in
+            ("JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR", "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")}
+    full_env = {**os.environ, **{k: str(v) for k, v in dirs.items()}, **(env or {})}
+    # No "get notified about Jupyter news?" toast over the notebook.
+    settings = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}, **(settings or {})}
+    for plugin, values in settings.items():
+        package, name = plugin.split(":")
+        path = dirs["JUPYTERLAB_SETTINGS_DIR"] / package / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    log_path = workdir / "lab.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=root_dir)
+        lab = Lab(f"http://127.0.0.1:{port}", token, log_path)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http_get(lab.url("api/status"))[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"JupyterLab did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield lab
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

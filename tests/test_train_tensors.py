@@ -1,0 +1,137 @@
+"""cnncourse.train.fit_tensors and its helpers (augmentation, statistics, prediction) on synthetic cells."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnncourse.data.synthetic import synthetic_cells
+from cnncourse.models.cellnet import cellnet
+from cnncourse.train import History, fit_tensors
+from cnncourse.train.tensors import Augment, channel_stats, normalize, predict_tensors
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cells():
+    train = synthetic_cells(384, size=32, seed=1)
+    val = synthetic_cells(128, size=32, seed=2)
+    return (train.images, train.labels), (val.images, val.labels)
+
+
+def _dihedral(image: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 flips/rotations of one (C, S, S) image."""
+    out = []
+    for k in range(4):
+        r = torch.rot90(image, k, (-2, -1))
+        out += [r, r.flip(-1)]
+    return out
+
+
+def test_loss_falls_and_history_is_complete(cells):
+    train, val = cells
+    torch.manual_seed(0)
+    model = cellnet(widths=(8, 16, 32))
+    history = fit_tensors(model, train, val, epochs=4, batch_size=32, lr=3e-3, progress=False)
+    assert isinstance(history, History) and history.epochs == 4
+    assert len(history.val_acc) == len(history.val_loss) == len(history.lr) == len(history.wall_time) == 4
+    assert history.train_loss[-1] < 0.6 * history.train_loss[0], history.train_loss
+    assert history.val_acc[-1] > 0.75, history.val_acc
+    assert history.wall_time == sorted(history.wall_time) and history.lr[-1] < 1e-4  # one cycle ends near zero
+    assert history.best_epoch == max(range(4), key=history.val_acc.__getitem__)
+
+
+def test_seeded_runs_repeat_and_cosine_schedule(cells):
+    (x, y), _ = cells
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = cellnet(widths=(4, 8))
+        runs.append(fit_tensors(model, (x[:128], y[:128]), epochs=2, batch_size=32, schedule="cosine",
+                                seed=5, progress=False))  # fmt: skip
+    assert runs[0].train_loss == runs[1].train_loss and runs[0].val_acc == []
+    assert runs[0].lr[-1] == pytest.approx(0.0, abs=1e-9) and runs[0].best_epoch is None
+
+
+def test_augment_only_flips_and_rotates_each_image_itself():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 8, 8)
+    out = Augment(brightness=0, saturation=0, tint=0)(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    seen = set()
+    for i in range(len(x)):  # output i is one of the 8 symmetries of input i: labels stay with their images
+        matches = [k for k, t in enumerate(_dihedral(x[i])) if torch.equal(out[i], t)]
+        assert len(matches) == 1, i
+        seen.add(matches[0])
+    assert len(seen) == 8  # every symmetry is drawn
+
+
+def test_augment_colour_is_mild_and_keeps_black():
+    torch.manual_seed(0)
+    x = torch.rand(256, 3, 8, 8) * 0.8
+    x[:, :, :2] = 0  # a black band, as the background around a cell
+    aug = Augment(dihedral=False, brightness=0.1, saturation=0.1, tint=0.03)
+    out = aug(x, torch.Generator().manual_seed(1))
+    assert (out[:, :, :2] == 0).all() and 0 <= out.min() and out.max() <= 1
+    ratio = out[:, :, 2:].mean((1, 2, 3)) / x[:, :, 2:].mean((1, 2, 3))
+    assert 0.85 < ratio.min() < 0.95 and 1.05 < ratio.max() < 1.15  # the jitter is really drawn, and mild
+    assert torch.equal(out, aug(x, torch.Generator().manual_seed(1)))  # seeded
+
+
+def test_augment_rejects_non_square_images():
+    with pytest.raises(ValueError, match="square"):
+        Augment()(torch.rand(2, 3, 8, 6))
+    assert Augment(dihedral=False)(torch.rand(2, 3, 8, 6)).shape == (2, 3, 8, 6)
+
+
+def test_channel_stats_and_normalize():
+    x = torch.randint(0, 256, (10, 3, 5, 5), dtype=torch.uint8)
+    mean, std = channel_stats(x, batch_size=3)
+    f = x.double() / 255
+    assert torch.allclose(torch.tensor(mean), f.mean((0, 2, 3)).float(), atol=1e-6)
+    assert torch.allclose(torch.tensor(std), f.transpose(0, 1).flatten(1).std(1, unbiased=False).float(), atol=1e-6)
+    z = normalize(x, torch.tensor(mean), torch.tensor(std))
+    assert torch.allclose(z.mean((0, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(z.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4)
+
+
+def test_meta_device_shapes():
+    """Augmentation, normalisation and prediction keep shapes and stay on the device (meta: no data at all)."""
+    x = torch.empty(16, 3, 32, 32, dtype=torch.uint8, device="meta")
+    out = Augment()(x.float())
+    assert out.device.type == "meta" and out.shape == (16, 3, 32, 32)
+    model = cellnet(widths=(4, 8)).to("meta")
+    logits = predict_tensors(model, x, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), batch_size=5, amp=False)
+    assert logits.device.type == "meta" and logits.shape == (16, 2) and logits.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_training(cells):
+    (x, y), (xv, yv) = cells
+    torch.manual_seed(0)
+    model = cellnet(widths=(8, 16, 32))
+    history = fit_tensors(model, (x.cuda(), y.cuda()), (xv.cuda(), yv.cuda()), epochs=3, batch_size=32,
+                          progress=False)  # fmt: skip
+    assert next(model.parameters()).is_cuda and history.train_loss[-1] < history.train_loss[0]
+
+
+def test_bad_inputs(cells):
+    (x, y), _ = cells
+    model = cellnet(widths=(4,))
+    with pytest.raises(ValueError, match="uint8"):
+        fit_tensors(model, (x.float(), y), progress=False)
+    with pytest.raises(ValueError, match="384 images but 10 labels"):
+        fit_tensors(model, (x, y[:10]), progress=False)
+    with pytest.raises(ValueError, match="schedule"):
+        fit_tensors(model, (x, y), schedule="step", progress=False)
+    with pytest.raises(ValueError, match="one value per channel"):
+        fit_tensors(model, (x, y), mean=(0.5,), std=(0.2,), progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        fit_tensors(model, (x, y), epochs=0, progress=False)
