@@ -1,6 +1,8 @@
 """The explorers: the plain draw_* functions over sweeps of settings, and the widgets' callbacks."""
 
 import itertools
+import subprocess
+import sys
 
 import matplotlib.pyplot as plt
 import pytest
@@ -155,3 +157,11 @@ def test_the_other_explorers_redraw_over_their_settings(shown):
         bn["batch size"].value, bn["mode"].value = size, mode
     # one picture when built, then one per changed value (setting a control to its current value redraws nothing)
     assert len(shown) == (1 + 1 + 7) + (1 + 1 + 5 + 2) + (1 + 3) and all(isinstance(f, Figure) for f in shown)
+
+
+def test_core_does_not_import_viz_and_only_widget_builders_import_ipywidgets():
+    code = ("import sys, cnncourse.shapes, cnncourse.layers, cnncourse.data.digits, cnncourse.train; "
+            "core = sorted(m for m in ('cnncourse.viz', 'ipywidgets') if m in sys.modules); "
+            "import cnncourse.explorers; print(core, 'ipywidgets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "False"]
