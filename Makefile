@@ -11,7 +11,7 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades
+.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades mutation
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,3 +62,7 @@ feedback: $(STAMP)
 grades: $(STAMP)
 	cd $(CURDIR) && $(NBGRADER) export --to .nbgrader/grades.csv
 	@echo "grades written to .nbgrader/grades.csv"
+
+# Mutation report per assignment (known-wrong answers must lose points): benchmarks/results/mutation_<id>.json.
+mutation: $(STAMP)
+	for a in $(ASSIGNMENTS); do $(PY) benchmarks/mutation.py --assignment $$a || exit 1; done

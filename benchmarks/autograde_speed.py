@@ -24,7 +24,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cnncourse.grading import fill_answers  # noqa: E402
+from cnncourse.autograde.inprocess import fill_answers  # noqa: E402
 
 AID = "a1-convolution"
 RESULT = ROOT / "benchmarks" / "results" / "autograde_speed.json"

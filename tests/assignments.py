@@ -1,0 +1,32 @@
+"""The assignments under test, one row each.
+
+Adding an assignment: one :class:`Assignment` row here (its grade cells and points, its mutants, and the
+submissions of its shared autograde batch), with a ``tests/<id>_cases.py`` holding the mutants and
+submissions. ``tests/test_assignments.py`` runs every check over this table; ``benchmarks/mutation.py``
+(``make mutation``) writes the mutation reports.
+"""
+
+from __future__ import annotations
+
+from tests import a1_cases
+from tests.grading_support import Assignment
+
+ASSIGNMENTS = [
+    Assignment(
+        id="a1-convolution",
+        points=31,
+        grade_cells={
+            "test_q1_sizes": 2, "test_q1_params": 2,
+            "test_conv2d_naive": 2, "test_conv2d_naive_hidden": 3,
+            "test_im2col": 1, "test_im2col_hidden": 2, "test_col2im": 1, "test_col2im_hidden": 2,
+            "test_conv2d_im2col": 1, "test_conv2d_im2col_hidden": 2,
+            "test_conv2d_backward": 2, "test_conv2d_backward_hidden": 3,
+            "test_max_pool2d": 1, "test_max_pool2d_hidden": 1,
+            "test_max_pool2d_backward": 1, "test_max_pool2d_backward_hidden": 2,
+            "test_avg_pool2d": 1, "test_avg_pool2d_hidden": 2,
+        },
+        mutants=a1_cases.MUTANTS,
+        submissions=a1_cases.submissions,
+    ),
+]
+BY_ID = {a.id: a for a in ASSIGNMENTS}
