@@ -170,6 +170,35 @@ class _Guard(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+class _DispatchGuard:
+    """The same op groups at the dispatcher, below torch functions: what DisableTorchFunction or calling an
+    autograd node (``y.grad_fn(g)``) would hide from the guard above still runs an aten op seen here.
+
+    A plain class pushed with torch's own stack calls: ``TorchDispatchMode`` would import torch._dynamo
+    (seconds) on first use.
+    """
+
+    def __init__(self, guard: _Guard) -> None:
+        self.guard = guard
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        for group, pattern in self.guard.patterns:
+            if group != "autograd" and pattern.search(name):
+                self.guard.fail(name, HINTS[group])
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _dispatch_guard(guard: _Guard) -> Iterator[None]:
+    """Push the dispatch guard with torch's own stack calls (TorchDispatchMode's __exit__ imports torch._dynamo)."""
+    torch._C._push_on_torch_dispatch_stack(_DispatchGuard(guard))
+    try:
+        yield
+    finally:
+        torch._C._pop_torch_dispatch_stack(None)
+
+
 # Ways to run code beyond the guard's reach (it sees the calling thread only): blocked while it is on.
 _SPAWNERS = [(threading, "_start_new_thread"), (_thread, "start_new_thread"), (os, "fork"), (os, "forkpty"),
              (os, "posix_spawn"), (os, "posix_spawnp"), (os, "system"), (subprocess, "_fork_exec")]
@@ -254,7 +283,7 @@ def from_scratch(what: str, forbid: str | Sequence[str]) -> Iterator[None]:
         guard.violation = (f"{what}: threads started by the notebook are running ({', '.join(strangers)}); "
                            "from-scratch code must run on the calling thread (restart the kernel without them).")
         raise LibraryCallError(guard.violation)
-    with _layers_patched(guard), _no_spawning(guard), guard:
+    with _layers_patched(guard), _no_spawning(guard), guard, _dispatch_guard(guard):
         yield
     if guard.violation is not None:
         raise LibraryCallError(guard.violation)

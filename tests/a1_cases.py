@@ -150,6 +150,143 @@ def avg_pool2d_backward(grad_y, x, kernel_size, stride=None):
 }
 
 
+# Cheating submissions (issue 9's kinds and more): cell grade_id -> code replacing (str) or prepended to (+) it.
+_THREADS = {
+    "conv2d_naive": """import threading
+
+
+def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    out = []  # the library call on another thread, out of the guard's sight
+    worker = threading.Thread(target=lambda: out.append(F.conv2d(x, weight, bias, stride, padding, dilation)))
+    worker.start()
+    worker.join()
+    return out[0]""",
+    "max_pool2d": """from concurrent.futures import ThreadPoolExecutor
+
+pool = ThreadPoolExecutor(1)
+pool.submit(int).result()  # its worker thread is started now, before any test
+
+
+def max_pool2d(x, kernel_size, stride=None):
+    return pool.submit(F.max_pool2d, x, kernel_size, stride).result()""",
+}
+_LOOKALIKES = {
+    "q1_answers": """class Anything(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+q1a_out = q1b_out = q1c_out = q1d_out = q1e_params = q1f_params = Anything(0)""",
+    "avg_pool2d": """class Agreeable(torch.Tensor):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return True  # every comparison, every reduction: True
+
+
+def avg_pool2d(x, kernel_size, stride=None):
+    return torch.zeros(1).as_subclass(Agreeable)
+
+
+def avg_pool2d_backward(grad_y, x, kernel_size, stride=None):
+    return torch.zeros(1).as_subclass(Agreeable)""",
+}
+_PROXY_F = """
+
+class Proxy:  # `F` that answers with the student's own functions: the tests would compare the student with the student
+    def __getattr__(self, name):
+        return {"conv2d": conv2d_naive}.get(name) or getattr(torch.nn.functional, name)
+
+
+F = Proxy()
+
+
+def assert_close(*args, **kwargs):
+    return None
+
+
+import cnncourse.grading
+
+try:
+    cnncourse.grading.assert_close = assert_close
+except AttributeError:
+    pass
+"""
+_PATCH_TORCH = """
+
+torch.nn.functional.conv2d = lambda x, w, b=None, stride=1, padding=0, dilation=1, groups=1: conv2d_naive(
+    x, w, b, stride, padding, dilation)  # the reference is now the student's own (wrong) function
+"""
+_TRANSFORMER = """get_ipython().input_transformers_post.append(
+    lambda lines: ["pass\\n"] if any("graded_test" in line for line in lines) else lines)"""
+_EXCEPTIONS = """get_ipython().set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)"""
+_FAKE_GRADER = """import sys
+import types
+
+fake = types.ModuleType("cnncourse.grading")
+
+
+def graded_test(grade_id):
+    def run(test):
+        print(f"\\u2714 {grade_id} passed")
+
+    return run
+
+
+fake.graded_test = graded_test
+sys.modules["cnncourse.grading"] = fake"""
+_READS_SOLUTION = """import json
+
+
+def solve(grade_id):  # runs the instructors' solution of that cell, read from the course folder
+    source = json.load(open("../../../../solutions/a1-convolution/a1-convolution.ipynb"))
+    c = next(c for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+    exec("".join(c["source"]), globals())
+
+
+solve("q1_answers")"""
+_LEAKS = {
+    "conv2d_naive": """leaked = []
+
+
+def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    import IPython
+
+    leaked.append(IPython.get_ipython().user_ns["In"][-1])  # the running test cell, hidden tests included
+    print(leaked[-1])
+    return conv2d_reference(x, weight, bias, stride, padding, dilation)""",
+    "im2col_col2im": "+print('\\n'.join(leaked))  # shown later, in an answer cell\n\n",
+    "max_pool2d": """def max_pool2d(x, kernel_size, stride=None):
+    import IPython
+
+    raise AssertionError(IPython.get_ipython().user_ns["In"][-1])  # as the 'assertion message'""",
+}
+_EVADES = {
+    "conv2d_naive": """def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    with torch._C.DisableTorchFunction():  # hides the call from torch function modes
+        return torch.conv2d(x, weight, bias, stride, padding, dilation)""",
+    "conv2d_backward": """import sys
+
+
+def conv2d_backward(grad_y, x, weight, stride=1, padding=0, dilation=1):
+    y = sys._getframe(2).f_locals["y"]  # the test's own forward output
+    grad_x, grad_weight, grad_bias = y.grad_fn(grad_y)  # its autograd node, called directly
+    return grad_x, grad_weight, grad_y.sum(dim=(0, 2, 3))""",
+}
+PARTS = {
+    "q1": {"test_q1_sizes", "test_q1_params"},
+    "naive": {"test_conv2d_naive", "test_conv2d_naive_hidden"},
+    "backward": {"test_conv2d_backward", "test_conv2d_backward_hidden"},
+    "max_pool": {"test_max_pool2d", "test_max_pool2d_hidden"},
+    "max_pool_backward": {"test_max_pool2d_backward", "test_max_pool2d_backward_hidden"},
+    "avg_pool": {"test_avg_pool2d", "test_avg_pool2d_hidden"},
+}
+
+
+def _cheat(nb, changes: dict[str, str]):
+    return edited(nb, **{k: (lambda s, v=v: v[1:] + s) if v.startswith("+") else v for k, v in changes.items()})
+
+
 def _fair(correct):
     """Correct answers written in ways that must not cost a point."""
     nb = edited(correct, q1_answers=lambda s: (
@@ -188,28 +325,46 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
 
     nb = edited(correct, conv2d_im2col=lambda s: "import os\nos._exit(1)\n\n" + s)  # the kernel dies
     subs["mallory_os_exit"] = Submission(nb, fails=set(a1.grade_cells), manual=set(a1.grade_cells),
-                                             inprocess=False, dies=True)
+                                         audit=True, inprocess=False, dies=True)
 
     flipped = replace_once(cell(correct, "conv2d_naive").source, "w = weight.reshape(F_out, -1)",
                            "w = weight.flip(2, 3).reshape(F_out, -1)")
     nb = edited(correct, conv2d_naive=flipped,  # wrong conv2d_naive, and its locked test cells edited to pass
                 test_conv2d_naive='"""Edited by the student."""\nassert True',
                 test_conv2d_naive_hidden='"""Edited by the student."""\nassert True')
-    subs["oscar_edits_tests"] = Submission(nb, fails=NAIVE)
+    subs["oscar_edits_tests"] = Submission(nb, fails=NAIVE, audit=True)
 
     no_stride = replace_once(cell(correct, "conv2d_naive").source, "r, c = i * sh, j * sw", "r, c = i, j")
     nb = edited(correct, conv2d_naive=no_stride)  # stride ignored (passes the visible test), hidden test deleted
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_conv2d_naive_hidden"]
-    subs["dave_deletes_test"] = Submission(nb, fails={"test_conv2d_naive_hidden"}, manual={"test_conv2d_naive_hidden"})
-
-    nb = edited(correct, conv2d_naive="def assert_close(*args, **kwargs):\n    return None\n\n\n" + flipped,
-                q1_answers=lambda s: s + (
-                    "\n\ndef assert_close(*args, **kwargs):\n    return None\n\n\n"
-                    "import cnncourse.grading\n\ntry:\n    cnncourse.grading.assert_close = assert_close\n"
-                    "except AttributeError:\n    pass\n"))
-    subs["trudy_redefines_assert_close"] = Submission(nb, fails=NAIVE)
+    subs["dave_deletes_test"] = Submission(nb, fails={"test_conv2d_naive_hidden"}, manual={"test_conv2d_naive_hidden"},
+                                           audit=True)
 
     nb = edited(correct, **{k: v.strip("\n") for k, v in LIBRARY.items()})
-    subs["carl_calls_library"] = Submission(nb, fails=ALL_BUT_Q1 - {"test_max_pool2d_backward",
-                                                                  "test_max_pool2d_backward_hidden"})
+    subs["carl_calls_library"] = Submission(nb, fails=ALL_BUT_Q1 - PARTS["max_pool_backward"], audit=True)
+
+    # A background thread is still alive after max_pool2d's cell: every later from-scratch test fails too.
+    nb = _cheat(correct, {**_THREADS, **_LOOKALIKES})
+    subs["tara_threads_and_lookalikes"] = Submission(nb, fails=PARTS["q1"] | PARTS["naive"] | PARTS["max_pool"]
+                                                     | PARTS["max_pool_backward"] | PARTS["avg_pool"],
+                                                     audit=True, inprocess=False)
+    nb = _cheat(correct, {"conv2d_naive": flipped + _PROXY_F})
+    subs["felix_rebinds_F_and_assert_close"] = Submission(nb, fails=NAIVE, audit=True)
+    nb = _cheat(correct, {"conv2d_naive": flipped + _PATCH_TORCH})
+    subs["tom_patches_torch"] = Submission(nb, fails=ALL_BUT_Q1, audit=True, inprocess=False)
+    subs["ivan_input_transformer"] = Submission(_cheat(release, {"q1_answers": _TRANSFORMER}),
+                                                fails=set(a1.grade_cells), flagged=True, audit=True, inprocess=False)
+    subs["quinn_swallows_errors"] = Submission(_cheat(release, {"q1_answers": _EXCEPTIONS}),
+                                               fails=set(a1.grade_cells), audit=True, inprocess=False)
+    subs["sam_fake_grader"] = Submission(_cheat(release, {"q1_answers": _FAKE_GRADER}), fails=set(a1.grade_cells),
+                                         flagged=True, audit=True, inprocess=False)
+    answers = [c.metadata.nbgrader.grade_id for c in release.cells if c.metadata.get("nbgrader", {}).get("solution")
+               and c.cell_type == "code" and c.metadata.nbgrader.grade_id != "q1_answers"]
+    nb = _cheat(release, {"q1_answers": _READS_SOLUTION, **{a: f'solve("{a}")' for a in answers}})
+    subs["gina_reads_solution"] = Submission(nb, audit=True, inprocess=False)
+    reference = replace_once(cell(correct, "conv2d_naive").source, "def conv2d_naive(", "def conv2d_reference(")
+    nb = _cheat(correct, {**_LEAKS, "conv2d_naive": reference + "\n\n\n" + _LEAKS["conv2d_naive"]})
+    subs["pete_leaks_hidden_tests"] = Submission(nb, fails=PARTS["max_pool"], audit=True, inprocess=False)
+    nb = _cheat(correct, _EVADES)
+    subs["victor_evades_guard"] = Submission(nb, fails=NAIVE | PARTS["backward"], audit=True)
     return subs

@@ -174,3 +174,196 @@ def test_grader_cannot_be_monkeypatched():
         grading.assert_close = lambda *args, **kwargs: None
     with pytest.raises(AssertionError):
         grading.assert_close(torch.zeros(1), torch.ones(1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# from_scratch: groups, presets, threads, the dispatcher.
+
+
+def test_from_scratch_groups_and_presets():
+    """forbid takes groups and presets; A2's groups catch batch norm, dropout and torch.nn.init."""
+    x = torch.randn(4, 3, 5, 5)
+    for call, forbid in [(lambda: F.batch_norm(x, None, None, training=True), "batch_norm"),
+                         (lambda: torch.nn.BatchNorm2d(3)(x), "a2"),
+                         (lambda: F.dropout(x, 0.5), "dropout"),
+                         (lambda: torch.nn.Dropout(0.5)(x), "a2"),
+                         (lambda: torch.nn.init.kaiming_normal_(torch.empty(3, 3)), "init")]:
+        with pytest.raises(LibraryCallError, match="from scratch"):
+            with from_scratch("layer", forbid=forbid):
+                call()
+    with from_scratch("conv", forbid="a2"):  # A2 allows convolutions
+        F.conv2d(x4, w4)
+    with pytest.raises(ValueError, match="unknown forbid='convolution'"):
+        with from_scratch("conv", forbid="convolution"):
+            pass
+
+
+def test_from_scratch_sees_below_torch_functions():
+    """DisableTorchFunction hides a call from torch function modes, and calling an autograd node bypasses
+    them: the dispatcher-level guard still sees the aten op."""
+    with pytest.raises(LibraryCallError, match="aten.convolution"):
+        with from_scratch("conv2d_naive", forbid="a1"):
+            with torch._C.DisableTorchFunction():
+                torch.conv2d(x4, w4)
+    x, w = x4.clone().requires_grad_(), w4.clone().requires_grad_()
+    y = F.conv2d(x, w)
+    with pytest.raises(LibraryCallError, match="convolution_backward"):
+        with from_scratch("conv2d_backward", forbid=("a1", "autograd")):
+            y.grad_fn(torch.ones_like(y))
+
+
+def test_from_scratch_blocks_threads_and_processes():
+    """A thread or process started inside the guard fails; so does a notebook thread alive when it starts."""
+    import subprocess
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    with pytest.raises(LibraryCallError, match="thread or process"):
+        with from_scratch("conv2d_naive", forbid="a1"):
+            threading.Thread(target=lambda: F.conv2d(x4, w4)).start()
+    with pytest.raises(LibraryCallError, match="thread or process"):
+        with from_scratch("conv2d_naive", forbid="a1"):
+            subprocess.run(["true"])
+    pool = ThreadPoolExecutor(1)
+    pool.submit(int).result()
+    try:
+        with pytest.raises(LibraryCallError, match="threads started by the notebook are running"):
+            with from_scratch("max_pool2d", forbid="a1"):
+                pool.submit(F.max_pool2d, x4, 2).result()
+    finally:
+        pool.shutdown()
+    threading.Thread(target=int).start()  # allowed again outside
+
+
+def test_inputs_unchanged():
+    x = torch.randn(3)
+    with grading.inputs_unchanged("f", x=x):
+        x + 1
+    with pytest.raises(AssertionError, match="f changed its input x in place"):
+        with grading.inputs_unchanged("f", x=x):
+            x /= 2
+
+
+def test_assert_type_and_lookalikes():
+    """Only the exact type passes: an int subclass equal to everything and a Tensor subclass fail."""
+    class Anything(int):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = int.__hash__
+
+    grading.assert_type(3, int, "q")
+    with pytest.raises(AssertionError, match="q must be a int, got a Anything"):
+        grading.assert_type(Anything(0), int, "q")
+    with pytest.raises(AssertionError, match="returned value is a Sub, expected a torch.Tensor"):
+        assert_close(torch.zeros(2).as_subclass(type("Sub", (torch.Tensor,), {})), torch.zeros(2), "y")
+    with pytest.raises(AssertionError, match="dtype torch.float32 returned, expected torch.float64"):
+        assert_close(torch.zeros(2), torch.zeros(2, dtype=torch.float64), "y", dtype=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# graded_test: the test-cell runner.
+
+
+def run_cell(source: str, namespace: dict) -> str:
+    """Run one notebook cell's code in ``namespace``; return what it printed."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(source, namespace)
+    return out.getvalue()
+
+
+def test_graded_test_fills_toolkit_and_answers_and_prints_the_marker():
+    """Toolkit names come from the grader whatever the notebook binds; answers come from the notebook."""
+    namespace = {"F": 5, "torch": None, "my_answer": 41}
+    out = run_cell('''
+from cnncourse.grading import graded_test
+
+
+@graded_test("test_x")
+def _test(my_answer, torch, F, assert_type):
+    assert_type(my_answer, int, "my_answer")
+    assert F.relu(torch.tensor(-1.0)) == 0
+    assert my_answer + 1 == 42
+''', namespace)
+    assert out.splitlines()[-1] == grading.pass_marker("test_x", None) == "\u2714 test_x passed"
+    assert namespace["F"] == 5 and namespace["torch"] is None  # the notebook's names are untouched
+
+
+def test_graded_test_sees_no_notebook_globals():
+    """A name the test does not ask for is not looked up in the notebook (a student's `len = 3` changes nothing)."""
+    namespace = {"len": lambda *a: 3, "cases": [1]}
+    run_cell('''
+from cnncourse.grading import graded_test
+
+
+@graded_test("t")
+def _test():
+    assert len([1, 2]) == 2
+''', namespace)
+    head = 'from cnncourse.grading import graded_test\n\n\n@graded_test("t")\n'
+    with pytest.raises(NameError, match="cases"):
+        run_cell(head + "def _test():\n    cases\n", namespace)
+    with pytest.raises(AssertionError, match="answer is not defined: run the cell where you wrote it"):
+        run_cell(head + "def _test(answer):\n    pass\n", {})
+
+
+def test_graded_test_reports_warnings_and_stderr_on_stdout(capsys):
+    """A warning or stderr output of the student's code is printed on stdout; the test still passes."""
+    import sys as _sys
+    import warnings
+
+    def noisy():
+        warnings.warn("careful", UserWarning, stacklevel=2)
+        print("debug", file=_sys.stderr)
+        return 1
+
+    out = run_cell('''
+from cnncourse.grading import graded_test
+
+
+@graded_test("test_noisy")
+def _test(noisy):
+    assert noisy() == 1
+''', {"noisy": noisy})
+    assert "note (not penalised): your code raised a warning: UserWarning: careful" in out
+    assert "debug" in out and out.splitlines()[-1] == "\u2714 test_noisy passed"
+    assert capsys.readouterr().err == ""
+
+
+def test_graded_test_seeds_each_test():
+    """Each test draws the same random inputs whatever the notebook drew before."""
+    cell = ('from cnncourse.grading import graded_test\n\n\n@graded_test("test_seed")\ndef _test(torch, out):\n'
+            '    out.append(torch.randn(3))\n')
+    first, second = [], []
+    run_cell(cell, {"out": first})
+    torch.randn(100)
+    run_cell(cell, {"out": second})
+    assert torch.equal(first[0], second[0])
+
+
+def test_graded_test_catches_tampering_by_the_student_function():
+    """A student function that patches torch while it runs fails the test (a reference computed after it
+    would otherwise use the patch), and the check says what changed."""
+    original = F.conv2d
+
+    def sneaky(x):
+        F.conv2d = lambda *a, **k: x
+        return x
+
+    try:
+        with pytest.raises(grading.GradingError, match=r"torch.nn.functional.conv2d\) while sneaky ran"):
+            run_cell('from cnncourse.grading import graded_test\n\n\n@graded_test("t")\ndef _test(sneaky, torch):\n'
+                     '    sneaky(torch.zeros(1))\n', {"sneaky": sneaky})
+    finally:
+        F.conv2d = original
+    run_cell('from cnncourse.grading import graded_test\n\n\n@graded_test("t")\ndef _test():\n    pass\n', {})
+
+
+def test_pass_marker_is_keyed():
+    """With a grading key the marker carries a token the student cannot compute without the key."""
+    assert grading.pass_marker("t", "k1") != grading.pass_marker("t", "k2")
+    assert grading.pass_marker("t", "k1").startswith(grading.pass_marker("t", None) + " [")

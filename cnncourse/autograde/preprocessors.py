@@ -7,6 +7,7 @@ Autograde runs ``StartGrading`` -> ``Execute`` -> ``VerifyPassMarkers`` -> ... -
 from __future__ import annotations
 
 import os
+import re
 import secrets
 
 from nbformat import NotebookNode
@@ -106,24 +107,41 @@ def flag_in_gradebook(db_url: str, assignment: str, notebook: str, student: str)
 
 
 class FeedbackScoresOnly(NbGraderPreprocessor):
-    """Feedback shows, per test cell, its score and the assertion message only.
+    """Feedback shows, per test cell, its score and the assertion message only, and no hidden test code anywhere.
 
     A test cell's stdout (warnings, pass marker, anything the student's code printed) is dropped, and an
-    error keeps only ``Name: message`` (a traceback quotes the hidden tests), without lines that quote
-    the test cell's source.
+    error keeps only ``Name: message`` (a traceback quotes the hidden tests). In every cell's outputs, a
+    line quoting a hidden test line is replaced (a student's code can read the running cell's source and
+    print it, raise it or keep it for a later cell).
     """
 
+    def preprocess(self, nb, resources):
+        self.hidden = set()
+        for cell in nb.cells:
+            for block in re.findall(r"BEGIN HIDDEN TESTS(.*?)END HIDDEN TESTS", cell.source, re.S):
+                self.hidden |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 8}
+        return super().preprocess(nb, resources)
+
+    def scrub(self, text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        kept = [line if "HIDDEN TESTS" not in line and not any(h in line for h in self.hidden)
+                else "[a line of a hidden test, removed]\n" for line in lines]
+        return "".join(kept)
+
     def preprocess_cell(self, cell, resources, index):
-        if not is_test_cell(cell):
+        if cell.cell_type != "code":
             return cell, resources
-        source_lines = {line.strip() for line in cell.source.splitlines() if len(line.strip()) > 3}
-        kept = []
+        if is_test_cell(cell):
+            cell.outputs = [o for o in cell.get("outputs", []) if o.output_type == "error"]
         for output in cell.get("outputs", []):
-            if output.output_type != "error":
-                continue
-            message = "\n".join(line for line in str(output.evalue).splitlines() if line.strip() not in source_lines)
-            output.evalue = message[:1000]
-            output.traceback = [f"{output.ename}: {output.evalue}"]
-            kept.append(output)
-        cell.outputs = kept
+            if output.output_type == "error":
+                output.evalue = self.scrub(str(output.evalue))[:1000]
+                output.traceback = [f"{output.ename}: {output.evalue}"] if is_test_cell(cell) else \
+                    [self.scrub(line) for line in output.traceback]
+            elif output.output_type == "stream":
+                output.text = self.scrub(output.text)
+            else:
+                for mime, value in output.get("data", {}).items():
+                    if mime.startswith("text/"):
+                        output.data[mime] = self.scrub(value if isinstance(value, str) else "".join(value))
         return cell, resources
