@@ -393,7 +393,7 @@ _BASELINE_THREADS = {t.ident for t in threading.enumerate()}
 def _tampered() -> list[str]:
     """Names in the watched namespaces (and sys.modules entries) changed since this module was imported."""
     changed = [f"{name}.{attr}" for name, ns in _WATCHED.items() for attr, value in _SNAPSHOT[name].items()
-               if vars(ns).get(attr, _MISSING) is not value and f"{name}.{attr}" not in _VOLATILE]
+               if not _same(vars(ns).get(attr, _MISSING), value) and f"{name}.{attr}" not in _VOLATILE]
     changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]]
     changed += [f"sys.modules[{name!r}]" for name, module in _MODULES.items() if sys.modules.get(name) is not module]
     if sys.modules.get(__name__) is not _THIS or type(_THIS) is not _Protected:
@@ -402,6 +402,20 @@ def _tampered() -> list[str]:
 
 
 _MISSING = object()
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_DYNAMO_WRAPPERS = (os.path.join(_TORCH_DIR, "_compile.py"), os.path.join(_TORCH_DIR, "_dynamo") + os.sep)
+
+
+def _same(value: object, original: object) -> bool:
+    """``value`` is ``original``, or torch._dynamo's wrapper of it: torch._dynamo, imported lazily (e.g. by
+    ``torch.utils.flop_counter`` in ``shapes.layer_table``), wraps ``torch.manual_seed``
+    (``torch._compile._disable_dynamo``)."""
+    while value is not original:
+        code = getattr(value, "__code__", None)
+        if code is None or not code.co_filename.startswith(_DYNAMO_WRAPPERS) or not hasattr(value, "__wrapped__"):
+            return False
+        value = value.__wrapped__
+    return True
 _VOLATILE = {"torch.Storage", "builtins.input"}  # rebound by torch.set_default_dtype, by ipykernel per cell
 
 

@@ -367,3 +367,23 @@ def test_pass_marker_is_keyed():
     """With a grading key the marker carries a token the student cannot compute without the key."""
     assert grading.pass_marker("t", "k1") != grading.pass_marker("t", "k2")
     assert grading.pass_marker("t", "k1").startswith(grading.pass_marker("t", None) + " [")
+
+
+def test_lazy_torch_dynamo_import_is_not_tampering():
+    """torch._dynamo, imported lazily by the flop counter (shapes.layer_table), wraps torch.manual_seed: allowed;
+    a student's functools.wraps wrapper of it is not."""
+    import subprocess
+
+    code = """
+import functools, torch
+from torch import nn
+import cnncourse.grading as g
+from cnncourse import shapes
+shapes.layer_table(nn.Conv2d(1, 1, 1), (1, 1, 2, 2))
+assert g._tampered() == [], g._tampered()
+seed = torch.manual_seed
+torch.manual_seed = functools.wraps(seed)(lambda s: seed(0))
+assert g._tampered() == ["torch.manual_seed"], g._tampered()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
