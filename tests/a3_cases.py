@@ -120,9 +120,10 @@ def build_model():
 def _fair(correct):
     """Correct answers written in ways that must not cost a point: the tests' names rebound, stderr output."""
     nb = edited(correct, size_answers=lambda s: (
-        "F, nn, torch_, x, shapes, model = 5, 6, 7, 8, 9, 10  # names the tests also use\n"
+        "x, y, model, shapes, describe, run, count, conv = 1, 2, 3, 4, 5, 6, 7, 8  # names the tests also use\n"
         "import sys\nprint('debug: answers', file=sys.stderr)\n" + s))
-    return edited(nb, mobile=lambda s: s + "\n\n\nnn = torch.nn  # rebound back, after a student's experiment\n")
+    return edited(nb, mobile=lambda s: s + "\n\n\nblock = DepthwiseSeparable(4, 4)  # a student's experiment\n"
+                                          "torch.manual_seed(123)\nprint(block(torch.randn(1, 4, 5, 5)).shape)\n")
 
 
 def submissions(a3: Assignment) -> dict[str, Submission]:
