@@ -140,5 +140,5 @@ def submissions(a3: Assignment) -> dict[str, Submission]:
                                                       "return torch.cat(features[1:], dim=1)"),
                    test_dense='"""Edited by the student."""\nassert True',
                    test_dense_hidden='"""Edited by the student."""\nassert True'),
-            fails={"test_dense", "test_dense_hidden"}),
+            fails={"test_dense", "test_dense_hidden"}, audit=True),
     }
