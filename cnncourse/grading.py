@@ -81,13 +81,15 @@ OPS: dict[str, str] = {
     "batch_norm": r"(^|[._])(\w*batch_norm\w*|instance_norm|_batch_norm_impl_index\w*)(\.\w+)?$",
     "dropout": r"(^|[._])(\w*dropout\w*)(\.\w+)?$",
     "init": r"^torch\.nn\.init\.",
+    "models": r"(?!)",  # no op: the course's and torchvision's model code is caught on the call stack (STACK)
     "autograd": r"(^|\.)(backward|grad|jacobian|hessian|vjp|jvp|vmap)(\.\w+)?$",
 }
 # Modules whose functions may not run inside the guard (besides cnncourse.layers, always forbidden).
-STACK: dict[str, str] = {"init": "torch.nn.init"}
+STACK: dict[str, tuple[str, ...]] = {"init": ("torch.nn.init",), "models": ("cnncourse.models", "torchvision.models")}
 PRESETS: dict[str, tuple[str, ...]] = {
     "a1": ("conv", "pool"),
     "a2": ("batch_norm", "dropout", "init"),
+    "a3": ("models",),
 }
 HINTS: dict[str, str] = {
     "conv": "Library convolutions and unfold/fold are not allowed here.",
@@ -96,6 +98,7 @@ HINTS: dict[str, str] = {
     "dropout": "Library dropout (F.dropout, nn.Dropout) is not allowed here.",
     "init": "torch.nn.init is not allowed here: draw the weights yourself.",
     "autograd": "Autograd is not allowed here: compute the gradient yourself.",
+    "models": "The blocks of cnncourse.models and torchvision.models are not allowed here: build yours from nn layers.",
 }
 LAYERS_MODULE = "cnncourse.layers"
 GRADING_KEY_ENV = "CNNCOURSE_GRADING_KEY"
@@ -145,7 +148,8 @@ class _Guard(TorchFunctionMode):
         super().__init__()
         self.what = what
         self.patterns = [(g, re.compile(OPS[g])) for g in groups]
-        self.modules = [LAYERS_MODULE] + [STACK[g] for g in groups if g in STACK]
+        self.modules = [LAYERS_MODULE] + [m for g in groups for m in STACK.get(g, ())]
+        self.hints = {m: HINTS[g] for g in groups for m in STACK.get(g, ())}
         self.violation: str | None = None
 
     def fail(self, called: str, hint: str) -> None:
@@ -161,8 +165,10 @@ class _Guard(TorchFunctionMode):
                 self.fail(name, HINTS[group])
         module = _module_on_stack(self.modules)
         if module is not None:
+            hint = next((h for m, h in self.hints.items() if module == m or module.startswith(m + ".")),
+                        "That library module is not allowed here.")
             self.fail(module, "The course's own cnncourse.layers (the answer key) is not allowed here."
-                      if module.startswith(LAYERS_MODULE) else "That library module is not allowed here.")
+                      if module.startswith(LAYERS_MODULE) else hint)
         return func(*args, **(kwargs or {}))
 
 
@@ -262,8 +268,10 @@ def from_scratch(what: str, forbid: str | Sequence[str]) -> Iterator[None]:
         what: the name shown in the message, e.g. ``"conv2d_naive"``.
         forbid: groups of library operations (keys of :data:`OPS`: ``"conv"`` (convolutions, unfold/fold,
             im2col), ``"pool"``, ``"batch_norm"``, ``"dropout"``, ``"init"`` (``torch.nn.init``),
-            ``"autograd"`` (``backward``, ``autograd.grad``)) or assignment presets (keys of
-            :data:`PRESETS`: ``"a1"`` = conv + pool, ``"a2"`` = batch_norm + dropout + init);
+            ``"autograd"`` (``backward``, ``autograd.grad``), ``"models"`` (any function of ``cnncourse.models``
+            or ``torchvision.models`` on the call stack: their ready-made blocks)) or assignment presets (keys
+            of :data:`PRESETS`: ``"a1"`` = conv + pool, ``"a2"`` = batch_norm + dropout + init, ``"a3"`` =
+            models);
             e.g. ``forbid=("a1", "autograd")`` for a hand-written backward pass.
 
     Always forbidden: ``cnncourse.layers`` (the answer key), and starting threads or processes (the

@@ -8,7 +8,7 @@ submissions. ``tests/test_assignments.py`` runs every check over this table; ``b
 
 from __future__ import annotations
 
-from tests import a1_cases, a2_cases
+from tests import a1_cases, a2_cases, a3_cases
 from tests.grading_support import Assignment
 
 ASSIGNMENTS = [
@@ -42,6 +42,19 @@ ASSIGNMENTS = [
         },
         mutants=a2_cases.MUTANTS,
         submissions=a2_cases.submissions,
+    ),
+    Assignment(
+        id="a3-architectures",
+        points=31,
+        grade_cells={
+            "test_conv_out": 1, "test_conv_out_hidden": 2, "test_size_numbers": 3,
+            "test_cost_functions": 1, "test_cost_functions_hidden": 3, "test_cost_numbers": 3,
+            "test_inception": 1, "test_inception_hidden": 2, "test_residual": 1, "test_residual_hidden": 3,
+            "test_dense": 1, "test_dense_hidden": 2, "test_mobile": 1, "test_mobile_hidden": 3,
+            "test_design_budget": 1, "test_design_accuracy": 3,
+        },
+        mutants=a3_cases.MUTANTS,
+        submissions=a3_cases.submissions,
     ),
 ]
 BY_ID = {a.id: a for a in ASSIGNMENTS}

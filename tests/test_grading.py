@@ -146,6 +146,28 @@ def test_from_scratch_forbids_cnncourse_layers(fake_layers):
     fake_layers.conv2d(x4, w4)  # allowed outside the guard
 
 
+def test_from_scratch_forbids_model_blocks():
+    """forbid="a3": building or running a block of cnncourse.models or torchvision.models fails; nn layers do not."""
+    from torch import nn
+    from torchvision.models.resnet import BasicBlock as TorchvisionBlock
+
+    from cnncourse.models.resnet import BasicBlock
+
+    class Subclassed(BasicBlock):  # a student's block that inherits the course's forward
+        pass
+
+    for build in (lambda: BasicBlock(4, 4), lambda: TorchvisionBlock(4, 4), lambda: Subclassed(4, 4)):
+        with pytest.raises(LibraryCallError, match="cnncourse.models|torchvision.models"):
+            with from_scratch("BasicBlock", forbid="a3"):
+                build()
+    block = BasicBlock(4, 4)  # built outside the guard, run inside it
+    with pytest.raises(LibraryCallError, match="cnncourse.models.resnet.forward"):
+        with from_scratch("BasicBlock", forbid="a3"):
+            block(torch.randn(2, 4, 5, 5))
+    with from_scratch("BasicBlock", forbid="a3"):
+        nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())(torch.randn(2, 4, 5, 5))
+
+
 def test_grader_cannot_be_monkeypatched():
     """A student cell cannot replace cnncourse.grading.assert_close (the test cells re-import it)."""
     with pytest.raises(AttributeError, match="cannot be replaced"):
