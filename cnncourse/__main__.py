@@ -186,8 +186,7 @@ def _evaluate_malaria(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
 
     def say(text: str) -> None:
-        if not args.quiet or args.json:
-            print(text, file=out, flush=True)
+        print(text, file=out, flush=True)
 
     device = torch.device(args.device) if args.device else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -316,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_positive, default=512, help="images per forward pass (default 512)")
     e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     e.add_argument("--on-error", **on_error)
-    e.add_argument("--quiet", action="store_true", help="no progress bars or text (the JSON still comes)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(run=_evaluate_malaria)
     return parser
 

@@ -8,7 +8,7 @@ submissions. ``tests/test_assignments.py`` runs every check over this table; ``b
 
 from __future__ import annotations
 
-from tests import a1_cases
+from tests import a1_cases, a2_cases
 from tests.grading_support import Assignment
 
 ASSIGNMENTS = [
@@ -27,6 +27,21 @@ ASSIGNMENTS = [
         },
         mutants=a1_cases.MUTANTS,
         submissions=a1_cases.submissions,
+    ),
+    Assignment(
+        id="a2-init-batchnorm",
+        points=27,
+        grade_cells={
+            "test_q1_variance": 1, "test_q1_relu": 1,
+            "test_fans": 1, "test_fans_hidden": 1, "test_xavier": 1, "test_xavier_hidden": 2,
+            "test_he": 1, "test_he_hidden": 1, "test_init_weights": 1, "test_init_weights_hidden": 1,
+            "test_batchnorm_train": 2, "test_batchnorm_train_hidden": 2,
+            "test_batchnorm_eval": 1, "test_batchnorm_eval_hidden": 1,
+            "test_batchnorm_backward": 2, "test_batchnorm_backward_hidden": 3,
+            "test_dropout": 1, "test_dropout_hidden": 2, "test_dropout_backward": 1, "test_dropout_backward_hidden": 1,
+        },
+        mutants=a2_cases.MUTANTS,
+        submissions=a2_cases.submissions,
     ),
 ]
 BY_ID = {a.id: a for a in ASSIGNMENTS}
