@@ -11,7 +11,7 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades
+.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,8 +53,20 @@ ASSIGNMENTS ?= $(patsubst solutions/%/,%,$(wildcard solutions/*/))
 release: $(STAMP)
 	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) generate_assignment $$a --force || status=1; done; exit $$status
 
+# Parallel autograde (JOBS worker processes, separate gradebooks merged; progress bar, summary at the end).
 autograde: $(STAMP)
-	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) autograde $$a || status=1; done; exit $$status
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && PATH="$(abspath $(VENV))/bin:$$PATH" \
+		$(PY) -m cnncourse.autograde autograde $$a --jobs $(JOBS) || status=1; done; exit $$status
+
+# Static + runtime report of submissions that tamper with grading; flagged ones are marked in the gradebook.
+audit: $(STAMP)
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(PY) -m cnncourse.autograde audit $$a \
+		--json .nbgrader/audit-$$a.json || status=1; done; exit $$status
+
+# A4's ranking from the autograded notebooks: .nbgrader/leaderboard-<id>.csv and .html.
+leaderboard: $(STAMP)
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(PY) -m cnncourse.autograde leaderboard $$a || status=1; done; \
+		exit $$status
 
 feedback: $(STAMP)
 	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) generate_feedback $$a || status=1; done; exit $$status
@@ -62,3 +74,7 @@ feedback: $(STAMP)
 grades: $(STAMP)
 	cd $(CURDIR) && $(NBGRADER) export --to .nbgrader/grades.csv
 	@echo "grades written to .nbgrader/grades.csv"
+
+# Mutation report per assignment (known-wrong answers must lose points): benchmarks/results/mutation_<id>.json.
+mutation: $(STAMP)
+	for a in $(ASSIGNMENTS); do $(PY) benchmarks/mutation.py --assignment $$a || exit 1; done

@@ -7,22 +7,13 @@ assignments/<id>/<id>.ipynb  (student release, committed)
 
 import os
 
-from nbgrader.preprocessors import NbGraderPreprocessor
-
-
-class HideHiddenTestTracebacks(NbGraderPreprocessor):
-    """A traceback quotes the lines around the failure, hidden tests included: keep only its last line.
-
-    The student still reads ``AssertionError: <what failed, max error, where>`` in the feedback.
-    """
-
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
-            for output in cell.get("outputs", []):
-                if output.output_type == "error":
-                    output.traceback = [f"{output.ename}: {output.evalue}"]
-        return cell, resources
-
+from cnncourse.autograde.preprocessors import (
+    KERNEL_ARGUMENTS,
+    FeedbackScoresOnly,
+    FlagSubmission,
+    StartGrading,
+    VerifyPassMarkers,
+)
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
@@ -44,12 +35,35 @@ c.Exchange.root = os.path.join(STATE, "exchange")
 # infinite loop costs at most that (the cell scores 0 and grading goes on).
 c.Execute.timeout = 120
 c.Execute.kernel_name = "python3"
+# The kernel imports cnncourse.grading before any cell, so that it captures torch & co. before student code.
+c.Execute.extra_arguments = KERNEL_ARGUMENTS
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
-# Feedback must not reveal hidden tests (nbgrader shows them by default, and tracebacks quote them).
+# Each test cell prints a keyed pass marker last; a test cell that did not fail but lacks it scores 0 and the
+# notebook is flagged in the gradebook (e.g. an input transformer turned the test into `pass`).
+c.Autograde.autograde_preprocessors = [  # nbgrader 0.9's list, with the course's three added
+    StartGrading,
+    "nbgrader.preprocessors.Execute",
+    VerifyPassMarkers,
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    FlagSubmission,
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# Feedback shows, per test cell, its score and assertion message only: no stdout of test cells, no hidden
+# tests (nbgrader shows them by default), no tracebacks (they quote the hidden tests).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    HideHiddenTestTracebacks,
+    FeedbackScoresOnly,
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# A4 (malaria) is graded from the student's model.pt: autograde keeps the submitted file (it overwrites every
+# other non-notebook file with the source's) and refuses to start without the hidden grading patients.
+c.Autograde.exclude_overwriting = {"a4-malaria": ["model.pt"]}
+c.CnnCourseAutograde.required_env = {"a4-malaria": ["CNNCOURSE_GRADING_DATA"]}

@@ -186,8 +186,7 @@ def _evaluate_malaria(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
 
     def say(text: str) -> None:
-        if not args.quiet or args.json:
-            print(text, file=out, flush=True)
+        print(text, file=out, flush=True)
 
     device = torch.device(args.device) if args.device else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -202,7 +201,8 @@ def _evaluate_malaria(args: argparse.Namespace) -> int:
     skipped = f"; skipped {len(data.skipped)} unreadable: {', '.join(data.skipped[:3])}" if data.skipped else ""
     kind = "labelled" if data.labels is not None else "unlabelled"
     say(f"source: {data.source} ({len(data.files):,} {kind} images, {len(set(data.patients))} patients{skipped})")
-    logits = predict_tensors(ckpt.model, data.images.to(device), pre.mean, pre.std, batch_size=args.batch_size)
+    logits = predict_tensors(ckpt.model, data.images.to(device), pre.mean, pre.std, batch_size=args.batch_size,
+                             tta=args.tta)  # fmt: skip
     probs = logits.softmax(1)[:, 1].cpu()
 
     if data.labels is None:
@@ -219,7 +219,7 @@ def _evaluate_malaria(args: argparse.Namespace) -> int:
                   "n_predicted_positive": n1, "skipped": len(data.skipped)}  # fmt: skip
     else:
         report = binary_report(data.labels, probs, data.patients, threshold=args.threshold)
-        result = {**report.to_dict(worst=args.worst), "skipped": len(data.skipped)}
+        result = {**report.to_dict(worst=args.worst), "skipped": len(data.skipped), "tta": args.tta}
 
         def fmt(v: float | None) -> str:
             return "n/a (one class only)" if v is None else f"{v:.4f}"
@@ -310,11 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threshold", type=float, default=0.5, help="probability from which a cell counts as Parasitized")
     e.add_argument("--predictions", default="predictions.csv", metavar="CSV",
                    help="where unlabelled images' predictions go (default predictions.csv)")  # fmt: skip
+    e.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations of each image (8x time)")
     e.add_argument("--worst", type=int, default=5, help="how many worst patients to list (default 5)")
     e.add_argument("--batch-size", type=_positive, default=512, help="images per forward pass (default 512)")
     e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     e.add_argument("--on-error", **on_error)
-    e.add_argument("--quiet", action="store_true", help="no progress bars or text (the JSON still comes)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(run=_evaluate_malaria)
     return parser
 

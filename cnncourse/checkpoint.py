@@ -26,12 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnncourse.models.cellnet import cellnet
+from cnncourse.models import MODELS
 
 __all__ = ["FORMAT", "CheckpointError", "Preprocessing", "Checkpoint", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "cnncourse-checkpoint-v1"
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"cellnet": cellnet}
 
 
 class CheckpointError(ValueError):
@@ -73,7 +72,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model``'s weights and everything needed to rebuild and feed it; return the path.
 
-    ``arch`` must be a registered architecture and ``arch(**kwargs)`` must rebuild ``model``; this is
+    ``arch`` must be a name in ``cnncourse.models.MODELS`` and ``arch(**kwargs)`` must rebuild ``model``; this is
     checked by loading the file back before returning. ``kwargs`` and ``info`` may hold plain values
     only (None, bool, int, float, str, lists, tuples, dicts); anything else raises ``TypeError`` before
     anything is written.
@@ -178,9 +177,10 @@ def _check_plain(value: object, where: str) -> None:
 
 
 def _builder(arch: object, path: str | os.PathLike) -> Callable[..., nn.Module]:
-    if not isinstance(arch, str) or arch not in ARCHITECTURES:
-        raise CheckpointError(f"{path}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}.")
-    return ARCHITECTURES[arch]
+    if not isinstance(arch, str) or arch not in MODELS:
+        raise CheckpointError(f"{path}: unknown architecture {arch!r}; known (cnncourse.models.MODELS): "
+                              f"{', '.join(sorted(MODELS))}.")  # fmt: skip
+    return MODELS[arch]
 
 
 def _first_line(err: BaseException, limit: int = 200) -> str:

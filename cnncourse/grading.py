@@ -1,61 +1,127 @@
-"""Helpers for nbgrader test cells, and an in-process grader for mutation testing.
+"""What nbgrader test cells use to check a student's answers fairly and hard to fool.
 
-Test cells use two tools:
+A test cell is one function run at once by :func:`graded_test`::
 
-* :func:`assert_close` compares a student's tensor with the expected one; a failure says which output,
-  both shapes, the largest absolute error, where it is, and the expected and actual values there.
-* :func:`from_scratch` is a context manager that fails the test if the code run inside it calls the
-  library version of what the student must implement (``torch.nn.functional.conv2d``, ``unfold``/``fold``,
-  the pooling ops, ``nn.Conv2d``, ``cnncourse.layers`` ...). It is a ``torch.overrides.TorchFunctionMode``,
-  so aliases (``torch.conv2d``, ``torch.ops.aten.convolution``, ``torch._C._nn.im2col``, ``Tensor.unfold``)
-  are caught too, and a student who swallows the error with ``try/except`` still fails.
+    from cnncourse.grading import graded_test
 
-:func:`grade_in_process` runs a source notebook's code cells in the current process (optionally with
-text replacements in its code, i.e. a mutant) and reports the points each grade cell earns, the way
-``nbgrader autograde`` would, without starting a kernel.
+
+    @graded_test("test_conv2d_naive")
+    def _test(conv2d_naive, torch, F, assert_close, from_scratch):
+        x, w = torch.randn(1, 2, 5, 6), torch.randn(3, 2, 3, 3)
+        with from_scratch("conv2d_naive", forbid="a1"):
+            y = conv2d_naive(x, w)
+        assert_close(y, F.conv2d(x, w), "conv2d_naive(x, w)")
+
+Each parameter is filled by name: ``torch``, ``F``, ``nn``, ``math``, ``shapes``, ``malaria`` (A4's
+``cnncourse.grading_malaria``) and the helpers below are the modules captured when this module was first
+imported (before any student code at grading time);
+any other name is the student's answer of that name in the notebook. So a student who rebinds ``F`` or
+``torch`` changes nothing for the tests, and the tests overwrite none of the student's names.
+
+:func:`graded_test` also checks that torch, the builtins and this module are as they were at import
+(before the test, after each call of a student function, and at the end), reports warnings on stdout
+(nbgrader scores any stderr output as a failure), seeds torch from the test's id, and prints a pass
+marker as its last line; at grading time an nbgrader preprocessor (``cnncourse.autograde``) scores 0 a
+test cell whose marker is missing or forged.
+
+* :func:`assert_close` compares a returned tensor (a real ``torch.Tensor``) with the expected one.
+* :func:`assert_type` checks an answer's exact type (``type(a) is int``: no look-alike objects).
+* :func:`from_scratch` fails the test if the code inside calls what the student must write themselves.
+* :func:`inputs_unchanged` fails the test if the code inside modifies the given tensors in place.
 """
 
 from __future__ import annotations
 
+import _thread
+import builtins
 import contextlib
-import io
+import hashlib
+import math
 import os
 import re
+import subprocess
 import sys
-import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+import threading
+import types
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode, resolve_name
+
+from cnncourse import evaluation, shapes
+from cnncourse import grading_malaria as malaria
 
 __all__ = [
     "LibraryCallError",
+    "GradingError",
+    "OPS",
+    "PRESETS",
     "assert_close",
+    "assert_type",
     "from_scratch",
-    "CellResult",
-    "GradeReport",
-    "grade_in_process",
-    "fill_answers",
+    "inputs_unchanged",
+    "graded_test",
+    "pass_marker",
 ]
 
-# Library operations a from-scratch implementation must not call, matched on the operation's name so that
-# every alias (torch.conv2d, F.conv2d, torch.ops.aten.conv2d.default, torch._C._nn.im2col, ...) is caught.
-FORBIDDEN = re.compile(
-    r"(^|[._])("
-    r"conv(\d|_transpose|_tbc|olution|_depthwise)\w*|_convolution\w*|(cudnn|mkldnn|miopen|slow|thnn)_conv\w*"
-    r"|im2col|col2im|unfold|fold"
-    r"|(max|avg|lp)_pool\w*|adaptive_(avg|max)_pool\w*|_adaptive_(avg|max)_pool\w*|max_unpool\w*"
-    r"|fractional_max_pool\w*|(mkldnn|quantized)_max_pool\w*"
-    r")(\.\w+)?$"
-)
-AUTOGRAD = re.compile(r"(^|\.)(backward|grad|jacobian|vjp|jvp|vmap)(\.\w+)?$")
+# ---------------------------------------------------------------------------------------------------
+# What from_scratch can forbid: groups of library operations, matched on the operation's resolved name so
+# that every alias (torch.conv2d, F.conv2d, torch.ops.aten.conv2d.default, torch._C._nn.im2col, ...) is
+# caught, and modules whose functions must not be on the call stack.
+
+OPS: dict[str, str] = {
+    "conv": r"(^|[._])(conv(\d|_transpose|_tbc|olution|_depthwise)\w*|_convolution\w*"
+            r"|(cudnn|mkldnn|miopen|slow|thnn)_conv\w*|im2col|col2im|unfold|fold)(\.\w+)?$",
+    "pool": r"(^|[._])((max|avg|lp)_pool\w*|_?adaptive_(avg|max)_pool\w*|max_unpool\w*"
+            r"|fractional_max_pool\w*|(mkldnn|quantized)_max_pool\w*)(\.\w+)?$",
+    "batch_norm": r"(^|[._])(\w*batch_norm\w*|instance_norm|_batch_norm_impl_index\w*)(\.\w+)?$",
+    "dropout": r"(^|[._])(\w*dropout\w*)(\.\w+)?$",
+    "init": r"^torch\.nn\.init\.",
+    "models": r"(?!)",  # no op: the course's and torchvision's model code is caught on the call stack (STACK)
+    "autograd": r"(^|\.)(backward|grad|jacobian|hessian|vjp|jvp|vmap)(\.\w+)?$",
+}
+# Modules whose functions may not run inside the guard (besides cnncourse.layers, always forbidden).
+STACK: dict[str, tuple[str, ...]] = {"init": ("torch.nn.init",), "models": ("cnncourse.models", "torchvision.models")}
+PRESETS: dict[str, tuple[str, ...]] = {
+    "a1": ("conv", "pool"),
+    "a2": ("batch_norm", "dropout", "init"),
+    "a3": ("models",),
+}
+HINTS: dict[str, str] = {
+    "conv": "Library convolutions and unfold/fold are not allowed here.",
+    "pool": "Library pooling ops are not allowed here.",
+    "batch_norm": "Library batch norm (F.batch_norm, nn.BatchNorm2d) is not allowed here.",
+    "dropout": "Library dropout (F.dropout, nn.Dropout) is not allowed here.",
+    "init": "torch.nn.init is not allowed here: draw the weights yourself.",
+    "autograd": "Autograd is not allowed here: compute the gradient yourself.",
+    "models": "The blocks of cnncourse.models and torchvision.models are not allowed here: build yours from nn layers.",
+}
 LAYERS_MODULE = "cnncourse.layers"
+GRADING_KEY_ENV = "CNNCOURSE_GRADING_KEY"
+_KEY = os.environ.pop(GRADING_KEY_ENV, None)  # set by the autograde preprocessor; removed from the kernel's env
 
 
 class LibraryCallError(AssertionError):
     """A from-scratch function called the library implementation it was meant to replace."""
+
+
+class GradingError(AssertionError):
+    """The grading environment was changed by the notebook (torch, builtins, this module, threads)."""
+
+
+def _groups(forbid: str | Sequence[str]) -> list[str]:
+    names = [forbid] if isinstance(forbid, str) else list(forbid)
+    groups: list[str] = []
+    for name in names:
+        for group in PRESETS.get(name, (name,)):
+            if group not in OPS:
+                raise ValueError(f"from_scratch: unknown forbid={name!r}; use one of {sorted(OPS) + sorted(PRESETS)}")
+            groups.append(group)
+    return groups
 
 
 def _name(func: Callable) -> str:
@@ -66,44 +132,95 @@ def _name(func: Callable) -> str:
     return name or getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
 
 
-def _layers_frame() -> str | None:
-    """The ``cnncourse.layers`` function on the current call stack, if any (outermost one)."""
+def _module_on_stack(modules: Sequence[str]) -> str | None:
+    """The outermost function of one of ``modules`` on the current call stack, if any."""
     frame, found = sys._getframe(2), None
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
-        if module == LAYERS_MODULE or module.startswith(LAYERS_MODULE + "."):
+        if any(module == m or module.startswith(m + ".") for m in modules):
             found = f"{module}.{frame.f_code.co_name}"
         frame = frame.f_back
     return found
 
 
 class _Guard(TorchFunctionMode):
-    def __init__(self, what: str, autograd: bool) -> None:
+    def __init__(self, what: str, groups: list[str]) -> None:
         super().__init__()
         self.what = what
-        self.autograd = autograd
+        self.patterns = [(g, re.compile(OPS[g])) for g in groups]
+        self.modules = [LAYERS_MODULE] + [m for g in groups for m in STACK.get(g, ())]
+        self.hints = {m: HINTS[g] for g in groups for m in STACK.get(g, ())}
         self.violation: str | None = None
 
-    def _fail(self, called: str, hint: str) -> None:
-        message = (
-            f"{self.what} must be implemented from scratch, but it called {called}. {hint} "
-            "Use tensor indexing/slicing, reshape/permute, sum/max/argmax, matmul/einsum and "
-            "scatter_add_/index_add_ instead."
-        )
+    def fail(self, called: str, hint: str) -> None:
+        message = f"{self.what} must be implemented from scratch, but it called {called}. {hint}"
         if self.violation is None:
             self.violation = message
         raise LibraryCallError(message)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = _name(func)
-        if FORBIDDEN.search(name):
-            self._fail(name, "Library convolution, unfold/fold and pooling ops are not allowed here.")
-        if not self.autograd and AUTOGRAD.search(name):
-            self._fail(name, "Autograd is not allowed here: compute the gradient yourself.")
-        layers = _layers_frame()
-        if layers is not None:
-            self._fail(layers, "The course's own cnncourse.layers is the answer key, not allowed here.")
+        for group, pattern in self.patterns:
+            if pattern.search(name):
+                self.fail(name, HINTS[group])
+        module = _module_on_stack(self.modules)
+        if module is not None:
+            hint = next((h for m, h in self.hints.items() if module == m or module.startswith(m + ".")),
+                        "That library module is not allowed here.")
+            self.fail(module, "The course's own cnncourse.layers (the answer key) is not allowed here."
+                      if module.startswith(LAYERS_MODULE) else hint)
         return func(*args, **(kwargs or {}))
+
+
+class _DispatchGuard:
+    """The same op groups at the dispatcher, below torch functions: what DisableTorchFunction or calling an
+    autograd node (``y.grad_fn(g)``) would hide from the guard above still runs an aten op seen here.
+
+    A plain class pushed with torch's own stack calls: ``TorchDispatchMode`` would import torch._dynamo
+    (seconds) on first use.
+    """
+
+    def __init__(self, guard: _Guard) -> None:
+        self.guard = guard
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        for group, pattern in self.guard.patterns:
+            if group != "autograd" and pattern.search(name):
+                self.guard.fail(name, HINTS[group])
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _dispatch_guard(guard: _Guard) -> Iterator[None]:
+    """Push the dispatch guard with torch's own stack calls (TorchDispatchMode's __exit__ imports torch._dynamo)."""
+    torch._C._push_on_torch_dispatch_stack(_DispatchGuard(guard))
+    try:
+        yield
+    finally:
+        torch._C._pop_torch_dispatch_stack(None)
+
+
+# Ways to run code beyond the guard's reach (it sees the calling thread only): blocked while it is on.
+_SPAWNERS = [(threading, "_start_new_thread"), (_thread, "start_new_thread"), (os, "fork"), (os, "forkpty"),
+             (os, "posix_spawn"), (os, "posix_spawnp"), (os, "system"), (subprocess, "_fork_exec")]
+
+
+@contextlib.contextmanager
+def _no_spawning(guard: _Guard) -> Iterator[None]:
+    """No new threads or processes while the guard is on; patched module-wide, so every thread sees it."""
+    saved = [(module, attr, getattr(module, attr)) for module, attr in _SPAWNERS if hasattr(module, attr)]
+
+    def blocked(*args, **kwargs):
+        guard.fail("a thread or process", "Your code must run on the calling thread.")
+
+    for module, attr, _ in saved:
+        setattr(module, attr, blocked)
+    try:
+        yield
+    finally:
+        for module, attr, value in saved:
+            setattr(module, attr, value)
 
 
 @contextlib.contextmanager
@@ -119,7 +236,7 @@ def _layers_patched(guard: _Guard) -> Iterator[None]:
                 continue
 
             def blocked(*args, _attr=attr, **kwargs):
-                guard._fail(f"{LAYERS_MODULE}.{_attr}", "The course's own layers are the answer key.")
+                guard.fail(f"{LAYERS_MODULE}.{_attr}", "The course's own layers are the answer key.")
 
             saved[attr] = value
             setattr(module, attr, blocked)
@@ -130,53 +247,82 @@ def _layers_patched(guard: _Guard) -> Iterator[None]:
             setattr(module, attr, value)
 
 
+_KERNEL_THREADS = ("ipykernel.", "IPython.", "jupyter_client.", "zmq.", "tornado.", "tqdm.", "torch.")
+
+
+def _started_by_notebook(thread: threading.Thread) -> bool:
+    """A live thread that neither existed at import nor belongs to the kernel or a known library."""
+    if thread.ident in _BASELINE_THREADS or not thread.is_alive():
+        return False
+    origin = type(thread).__module__
+    if origin == "threading":
+        origin = getattr(getattr(thread, "_target", None), "__module__", None) or ""
+    return not (origin + ".").startswith(_KERNEL_THREADS)
+
+
 @contextlib.contextmanager
-def from_scratch(what: str = "this function", *, autograd: bool = True) -> Iterator[None]:
-    """Fail with :class:`LibraryCallError` if the code inside calls a library convolution or pooling.
+def from_scratch(what: str, forbid: str | Sequence[str]) -> Iterator[None]:
+    """Fail with :class:`LibraryCallError` if the code inside calls what ``forbid`` names.
 
     Args:
         what: the name shown in the message, e.g. ``"conv2d_naive"``.
-        autograd: if False, ``Tensor.backward`` and ``torch.autograd.grad`` are forbidden too
-            (for functions that must compute a gradient by hand).
+        forbid: groups of library operations (keys of :data:`OPS`: ``"conv"`` (convolutions, unfold/fold,
+            im2col), ``"pool"``, ``"batch_norm"``, ``"dropout"``, ``"init"`` (``torch.nn.init``),
+            ``"autograd"`` (``backward``, ``autograd.grad``), ``"models"`` (any function of ``cnncourse.models``
+            or ``torchvision.models`` on the call stack: their ready-made blocks)) or assignment presets (keys
+            of :data:`PRESETS`: ``"a1"`` = conv + pool, ``"a2"`` = batch_norm + dropout + init, ``"a3"`` =
+            models);
+            e.g. ``forbid=("a1", "autograd")`` for a hand-written backward pass.
 
-    Forbidden: convolutions (``torch.nn.functional.conv*d``, ``torch.conv2d``, ``torch.convolution``,
-    ``nn.Conv2d``, ``torch.ops.aten.convolution``), ``unfold``/``fold`` (and ``Tensor.unfold``,
-    ``torch._C._nn.im2col``/``col2im``), every pooling op, and anything in ``cnncourse.layers``.
-    The error is raised again on leaving the block even if the student code caught it.
+    Always forbidden: ``cnncourse.layers`` (the answer key), and starting threads or processes (the
+    guard sees the calling thread only). Every alias of a forbidden op is caught (``torch.conv2d``,
+    ``torch.ops.aten.convolution``, ``nn.Conv2d``, ``Tensor.unfold`` ...), and the error is raised again on
+    leaving the block even if the student code caught it.
     """
-    guard = _Guard(what, autograd)
-    with _layers_patched(guard), guard:
+    guard = _Guard(what, _groups(forbid))
+    strangers = [t.name for t in threading.enumerate() if _started_by_notebook(t)]
+    if strangers:
+        guard.violation = (f"{what}: threads started by the notebook are running ({', '.join(strangers)}); "
+                           "from-scratch code must run on the calling thread (restart the kernel without them).")
+        raise LibraryCallError(guard.violation)
+    with _layers_patched(guard), _no_spawning(guard), guard, _dispatch_guard(guard):
         yield
     if guard.violation is not None:
         raise LibraryCallError(guard.violation)
 
 
-def _as_tensor(value: object, name: str, role: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, (int, float, bool, list, tuple)):
-        try:
-            return torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    raise AssertionError(f"{name}: the {role} value is a {type(value).__name__} ({value!r:.80}), expected a tensor.")
+# ---------------------------------------------------------------------------------------------------
+# Checks of answers.
+
+
+def assert_type(value: object, expected: type, name: str) -> None:
+    """Assert that ``type(value) is expected`` (an ``int`` subclass equal to everything is not an int)."""
+    if type(value) is not expected:
+        raise AssertionError(f"{name} must be a {expected.__name__}, got a {type(value).__name__}.")
 
 
 def assert_close(actual: object, expected: object, name: str = "output", *, rtol: float = 1e-5,
-                 atol: float = 1e-6) -> None:
-    """Assert that ``actual`` equals ``expected`` elementwise within ``atol + rtol * |expected|``.
+                 atol: float = 1e-6, dtype: bool = False) -> None:
+    """Assert that ``actual`` is a tensor equal to ``expected`` elementwise within ``atol + rtol * |expected|``.
 
     Args:
-        actual: what the student's code returned (a tensor, or a number/list).
-        expected: the reference (computed by the test, e.g. with ``torch.nn.functional``).
+        actual: what the student's code returned: must be a real ``torch.Tensor`` (or ``nn.Parameter``).
+        expected: the reference (computed by the test, e.g. with ``torch.nn.functional``): a tensor or a
+            number/list.
         name: what is compared, shown first in the failure message, e.g. ``"conv2d_naive(x, w)"``.
+        dtype: also require ``actual.dtype == expected.dtype``.
 
     Raises:
-        AssertionError: naming the shapes (when they differ) or the number of mismatched elements, the
-        largest absolute error, its index, and the expected and actual values there.
+        AssertionError: naming the type, dtype or shapes when they differ, or the number of mismatched
+        elements, the largest absolute error, its index, and the expected and actual values there.
     """
-    expected_t = _as_tensor(expected, name, "expected")
-    actual_t = _as_tensor(actual, name, "returned")
+    if type(actual) not in (torch.Tensor, nn.Parameter):
+        raise AssertionError(f"{name}: the returned value is a {type(actual).__name__}, expected a torch.Tensor.")
+    expected_t = expected.detach() if isinstance(expected, torch.Tensor) else torch.as_tensor(expected)
+    actual_t = actual.detach()
+    if dtype and actual_t.dtype != expected_t.dtype:
+        raise AssertionError(f"{name}: dtype {actual_t.dtype} returned, expected {expected_t.dtype} "
+                             "(keep the dtype of the input: x.new_zeros, torch.zeros_like ...).")
     if tuple(actual_t.shape) != tuple(expected_t.shape):
         raise AssertionError(
             f"{name}: shape {tuple(actual_t.shape)} returned, expected {tuple(expected_t.shape)} "
@@ -202,152 +348,164 @@ def assert_close(actual: object, expected: object, name: str = "output", *, rtol
     )
 
 
-# ---------------------------------------------------------------------------------------------------
-# In-process grading: what autograde would score, without a kernel (for mutation tests).
-
-
-@dataclass
-class CellResult:
-    """One grade cell's outcome: its ``grade_id``, points earned and possible, and the error if any."""
-
-    grade_id: str
-    points: float
-    max_points: float
-    error: str | None = None
-
-
-@dataclass
-class GradeReport:
-    """Scores of one in-process run of a notebook."""
-
-    cells: list[CellResult] = field(default_factory=list)
-
-    @property
-    def score(self) -> float:
-        return sum(c.points for c in self.cells)
-
-    @property
-    def max_score(self) -> float:
-        return sum(c.max_points for c in self.cells)
-
-    @property
-    def failed(self) -> list[str]:
-        return [c.grade_id for c in self.cells if c.points < c.max_points]
-
-
 @contextlib.contextmanager
-def _chdir(path: Path | str | None) -> Iterator[None]:
-    old = os.getcwd()
-    if path:
-        os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
+def inputs_unchanged(what: str, **inputs: torch.Tensor) -> Iterator[None]:
+    """Fail if the code inside changes any of ``inputs`` in place, e.g. ``grad_y /= k * k``.
 
-
-def _code_cells(notebook: Path | str | Mapping) -> list[Mapping]:
-    if isinstance(notebook, (str, Path)):
-        import nbformat
-
-        notebook = nbformat.read(str(notebook), as_version=4)
-    return [c for c in notebook["cells"] if c["cell_type"] == "code"]
-
-
-def grade_in_process(
-    notebook: Path | str | Mapping,
-    replacements: Sequence[tuple[str, str, str]] = (),
-    *,
-    cwd: Path | str | None = None,
-) -> GradeReport:
-    """Run every code cell of ``notebook`` in one fresh namespace and score its autograded cells.
-
-    Args:
-        notebook: a source (solution) notebook: a path, or an ``nbformat`` notebook.
-        replacements: ``(grade_id, old, new)`` text replacements in the code of the cell with that
-            ``grade_id``, e.g. a known-wrong implementation (a mutant). Each ``old`` must occur exactly
-            once in its cell, so that a mutant cannot silently stop applying when the notebook changes.
-        cwd: directory to run in (the notebook's own directory by default when a path is given).
-
-    Like ``nbgrader autograde``: cells run in order, errors do not stop the run, and a grade cell scores
-    its points only if it raises nothing. ``NBGRADER_EXECUTION`` is set to ``"autograde"`` meanwhile.
+    Example: ``with inputs_unchanged("avg_pool2d_backward", grad_y=grad_y, x=x): ...``.
     """
-    cells = _code_cells(notebook)
-    sources = [c["source"] for c in cells]
-    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells]
-    for grade_id, old, new in replacements:
-        if grade_id not in ids:
-            raise ValueError(f"no code cell with grade_id {grade_id!r}; ids are {[i for i in ids if i]}")
-        k = ids.index(grade_id)
-        count = sources[k].count(old)
-        if count != 1:
-            raise ValueError(f"replacement target must occur exactly once in cell {grade_id!r}, found {count}: "
-                             f"{old!r:.120}")
-        sources[k] = sources[k].replace(old, new)
-    if cwd is None and isinstance(notebook, (str, Path)):
-        cwd = Path(notebook).parent
-    namespace: dict[str, object] = {"__name__": "__main__"}
-    report = GradeReport()
-    previous = os.environ.get("NBGRADER_EXECUTION")
-    os.environ["NBGRADER_EXECUTION"] = "autograde"
-    try:
-        with _chdir(cwd), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            for cell, source in zip(cells, sources, strict=True):
-                meta = cell.get("metadata", {}).get("nbgrader", {})
-                error = None
-                try:
-                    exec(compile(source, f"<cell {meta.get('grade_id', '?')}>", "exec"), namespace)
-                except BaseException as err:  # noqa: BLE001 - a cell may raise anything, even SystemExit
-                    if isinstance(err, KeyboardInterrupt):
-                        raise
-                    error = "".join(traceback.format_exception_only(type(err), err)).strip()
-                if meta.get("grade") and cell["cell_type"] == "code":
-                    points = float(meta.get("points", 0))
-                    report.cells.append(CellResult(meta["grade_id"], 0.0 if error else points, points, error))
-    finally:
-        if previous is None:
-            os.environ.pop("NBGRADER_EXECUTION", None)
-        else:
-            os.environ["NBGRADER_EXECUTION"] = previous
-    return report
+    copies = {name: t.detach().clone() for name, t in inputs.items()}
+    yield
+    for name, t in inputs.items():
+        if t.shape != copies[name].shape or not torch.equal(t.detach(), copies[name]):
+            raise AssertionError(f"{what} changed its input {name} in place; work on new tensors "
+                                 "(e.g. grad_y / k instead of grad_y /= k).")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Building submissions (for round-trip tests and benchmarks).
+# Running a test cell.
 
-_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+# What test functions may ask for by name: captured now, before any student code at grading time.
+TOOLKIT: dict[str, object] = {
+    "torch": torch, "F": F, "nn": nn, "math": math, "shapes": shapes,
+    "assert_close": assert_close, "assert_type": assert_type, "from_scratch": from_scratch,
+    "inputs_unchanged": inputs_unchanged, "malaria": malaria,
+}
+# Namespaces whose entries the tests rely on; any entry replaced or deleted since import fails the test.
+_WATCHED = {"builtins": builtins, "torch": torch, "torch.nn.functional": F, "torch.nn.init": nn.init,
+            "torch.nn": nn, "torch.autograd": torch.autograd, "torch._C._nn": torch._C._nn,
+            "torch._C._VariableFunctionsClass": torch._C._VariableFunctionsClass, "torch.Tensor": torch.Tensor,
+            "torch._C.TensorBase": torch._C.TensorBase, "torch.nn.Module": nn.Module, "math": math,
+            "cnncourse.shapes": shapes, "cnncourse.grading_malaria": malaria, "cnncourse.evaluation": evaluation}
 
 
-def fill_answers(release: Mapping, source: Mapping) -> Mapping:
-    """A copy of the student ``release`` notebook with every answer cell taken from ``source``.
+def _entries(namespace: object) -> dict[str, object]:
+    """Public names and dunders (``Tensor.__eq__``, ``builtins.__import__``) of a namespace."""
+    return {k: v for k, v in vars(namespace).items()
+            if not k.startswith("_") or (k.startswith("__") and k.endswith("__"))}
 
-    Answer cells (nbgrader ``solution: true``) are matched by ``grade_id``; the solution markers are
-    dropped, so the result is what a student who wrote the reference solution would submit.
+
+_SNAPSHOT = {name: _entries(ns) for name, ns in _WATCHED.items()}
+_CLASSES = [name for name, ns in _WATCHED.items() if isinstance(ns, type)]  # a new entry there overrides a base's
+_BUILTINS = dict(vars(builtins))  # what test functions see as builtins, whatever the notebook rebinds
+_MODULES = {"torch": torch, "torch.nn.functional": F, "cnncourse.shapes": shapes}
+_BASELINE_THREADS = {t.ident for t in threading.enumerate()}
+
+
+def _tampered() -> list[str]:
+    """Names in the watched namespaces (and sys.modules entries) changed since this module was imported."""
+    changed = [f"{name}.{attr}" for name, ns in _WATCHED.items() for attr, value in _SNAPSHOT[name].items()
+               if not _same(vars(ns).get(attr, _MISSING), value) and f"{name}.{attr}" not in _VOLATILE]
+    changed += [f"{name}.{attr}" for name in _CLASSES for attr in _entries(_WATCHED[name]).keys() - _SNAPSHOT[name]
+                if f"{name}.{attr}" not in _VOLATILE]
+    changed += [f"sys.modules[{name!r}]" for name, module in _MODULES.items() if sys.modules.get(name) is not module]
+    if sys.modules.get(__name__) is not _THIS or type(_THIS) is not _Protected:
+        changed.append(f"sys.modules[{__name__!r}]")
+    changed += [f"{__name__}.{k}" for k, v in _OWN.items() if vars(_THIS).get(k, _MISSING) is not v]
+    return changed
+
+
+_MISSING = object()
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_DYNAMO_WRAPPERS = (os.path.join(_TORCH_DIR, "_compile.py"), os.path.join(_TORCH_DIR, "_dynamo") + os.sep)
+
+
+def _same(value: object, original: object) -> bool:
+    """``value`` is ``original``, or torch._dynamo's wrapper of it: torch._dynamo, imported lazily (e.g. by
+    ``torch.utils.flop_counter`` in ``shapes.layer_table``), wraps ``torch.manual_seed``
+    (``torch._compile._disable_dynamo``)."""
+    while value is not original:
+        code = getattr(value, "__code__", None)
+        if code is None or not code.co_filename.startswith(_DYNAMO_WRAPPERS) or not hasattr(value, "__wrapped__"):
+            return False
+        value = value.__wrapped__
+    return True
+_VOLATILE = {"torch.Storage", "builtins.input",  # rebound by torch.set_default_dtype, by ipykernel per cell
+             "torch.Tensor.__slotnames__", "torch._C.TensorBase.__slotnames__"}  # cached by torch.save (copyreg)
+
+
+def _check_untampered(when: str) -> None:
+    changed = _tampered()
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise GradingError(f"The notebook changed what the tests rely on ({shown}) {when}. "
+                           "Do not modify torch, the builtins or cnncourse; restart the kernel and run all.")
+
+
+def _answer(name: str, value: object) -> object:
+    """A student's function, checked for tampering each time it returns (so references computed after it are sound)."""
+    if not isinstance(value, types.FunctionType):
+        return value
+
+    def call(*args, **kwargs):
+        result = value(*args, **kwargs)
+        _check_untampered(f"while {name} ran")
+        return result
+
+    return call
+
+
+def pass_marker(grade_id: str, key: str | None) -> str:
+    """The line a test cell prints last when it passed; with a grading key it carries a token of it."""
+    line = f"\u2714 {grade_id} passed"
+    if key is None:
+        return line
+    return f"{line} [{hashlib.sha256(f'{key}:{grade_id}'.encode()).hexdigest()[:16]}]"
+
+
+def graded_test(grade_id: str) -> Callable[[Callable], None]:
+    """Run the decorated test function now, as the test of grade cell ``grade_id``; see the module doc.
+
+    Parameters named like :data:`TOOLKIT` entries get those; any other parameter gets the notebook's
+    global of that name (the student's answer). Warnings raised while the test runs are printed on stdout,
+    not stderr, and do not fail it; output written to stderr is moved to stdout. The test passes when the
+    function returns; it then prints :func:`pass_marker` as its last line.
     """
-    import copy
+    notebook = sys._getframe(1).f_globals
 
-    answers = {
-        c["metadata"]["nbgrader"]["grade_id"]: _MARKER.sub("", c["source"])
-        for c in source["cells"]
-        if c.get("metadata", {}).get("nbgrader", {}).get("solution")
-    }
-    filled = copy.deepcopy(release)
-    for cell in filled["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if meta.get("solution"):
-            if meta["grade_id"] not in answers:
-                raise ValueError(f"answer cell {meta['grade_id']!r} of the release is missing from the source")
-            cell["source"] = answers[meta["grade_id"]]
-    return filled
+    def run(test: Callable) -> None:
+        _check_untampered("before the test")
+        kwargs = {}
+        for param in test.__code__.co_varnames[:test.__code__.co_argcount]:
+            if param in TOOLKIT:
+                kwargs[param] = TOOLKIT[param]
+            elif param in notebook:
+                kwargs[param] = _answer(param, notebook[param])
+            else:
+                raise AssertionError(f"{param} is not defined: run the cell where you wrote it (keep its name).")
+        # The test's own globals: only the builtins (as at import), never the notebook's names.
+        test = types.FunctionType(test.__code__, {"__builtins__": _BUILTINS, "__name__": "graded_test"},
+                                  test.__name__, test.__defaults__, test.__closure__)
+        rng = torch.get_rng_state()
+        torch.manual_seed(zlib.crc32(grade_id.encode()))
+        try:
+            with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
+                warnings.simplefilter("always")
+                test(**kwargs)
+        finally:
+            torch.set_rng_state(rng)
+            seen = set()
+            for w in caught:
+                text = f"{w.category.__name__}: {w.message}"
+                if text not in seen:
+                    seen.add(text)
+                    print(f"note (not penalised): your code raised a warning: {text}")
+        _check_untampered("during the test")
+        print(pass_marker(grade_id, _KEY))
+
+    return run
 
 
 class _Protected(type(sys)):
     """This module's public names cannot be rebound (``grading.assert_close = ...`` raises)."""
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name in __all__ or name in {"FORBIDDEN", "AUTOGRAD", "LAYERS_MODULE"}:
-            raise AttributeError(f"cnncourse.grading.{name} is part of the grader and cannot be replaced.")
-        super().__setattr__(name, value)
+        raise AttributeError(f"cnncourse.grading.{name} is part of the grader and cannot be replaced.")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cnncourse.grading.{name} is part of the grader and cannot be deleted.")
 
 
-sys.modules[__name__].__class__ = _Protected
+_THIS = sys.modules[__name__]
+_THIS.__class__ = _Protected
+_OWN = dict(vars(_THIS))  # this module's own names, e.g. replaced with object.__setattr__

@@ -51,11 +51,16 @@ class Runtime:
 
 
 def setup(seed: int = 0, device: str | torch.device | None = None) -> Runtime:
-    """Seed everything and return the device and quick flag.
+    """Seed everything and return the device and quick flag (quick mode on the CPU uses one thread).
 
     Args:
         seed: seed for Python, NumPy and torch.
         device: force a device (``"cpu"``); default CUDA when present, else CPU.
     """
     seed_everything(seed)
-    return Runtime(device=torch.device(device) if device is not None else default_device(), quick=is_quick(), seed=seed)
+    chosen = torch.device(device) if device is not None else default_device()
+    runtime = Runtime(device=chosen, quick=is_quick(), seed=seed)
+    if runtime.quick and runtime.device.type == "cpu":
+        # the tests run two notebooks side by side on two cores: more threads each only fight each other
+        torch.set_num_threads(1)
+    return runtime

@@ -135,3 +135,26 @@ def test_bad_inputs(cells):
         fit_tensors(model, (x, y), mean=(0.5,), std=(0.2,), progress=False)
     with pytest.raises(ValueError, match="epochs"):
         fit_tensors(model, (x, y), epochs=0, progress=False)
+
+
+def test_predict_with_tta_averages_the_eight_symmetries():
+    torch.manual_seed(0)
+    model = cellnet(widths=(4, 8)).eval()
+    x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    stats = (0.5, 0.4, 0.4), (0.2, 0.2, 0.2)
+    plain = predict_tensors(model, x, *stats, amp=False, channels_last=False)
+    views = [predict_tensors(model, t.contiguous(), *stats, amp=False, channels_last=False)
+             for t in _dihedral_batch(x)]  # fmt: skip
+    tta = predict_tensors(model, x, *stats, amp=False, channels_last=False, tta=True, batch_size=2)
+    assert torch.allclose(plain, views[0]) and torch.allclose(tta, torch.stack(views).mean(0), atol=1e-5)
+    rotated = predict_tensors(model, torch.rot90(x, 1, (-2, -1)).contiguous(), *stats, amp=False, tta=True)
+    assert torch.allclose(rotated, tta, atol=1e-5)  # orientation no longer matters
+    assert not torch.allclose(plain, tta, atol=1e-5)
+
+
+def _dihedral_batch(x: torch.Tensor) -> list[torch.Tensor]:
+    out = []
+    for k in range(4):
+        r = torch.rot90(x, k, (-2, -1))
+        out += [r, r.flip(-1)]
+    return out

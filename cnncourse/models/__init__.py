@@ -17,6 +17,7 @@ from collections.abc import Callable
 from torch import nn
 
 from cnncourse.models.alexnet import AlexNet, alexnet, alexnet_2012, alexnet_cifar
+from cnncourse.models.cellnet import cellnet
 from cnncourse.models.common import ConvBNAct, he_init, scaled, smallest_input
 from cnncourse.models.densenet import DenseBlock, DenseLayer, DenseNet, Transition, densenet121, densenet_cifar
 from cnncourse.models.googlenet import GoogLeNet, InceptionAux, InceptionBlock, googlenet, googlenet_cifar
@@ -91,6 +92,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "densenet_cifar": densenet_cifar,
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
+    "cellnet": cellnet,
 }
 
 # The ImageNet-size builders (224x224 inputs, 1000 classes by default) ...

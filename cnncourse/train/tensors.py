@@ -28,6 +28,7 @@ from cnncourse.train.history import History
 
 __all__ = [
     "Augment",
+    "symmetry",
     "dihedral",
     "channel_stats",
     "normalize",
@@ -76,6 +77,20 @@ class Augment:
         return x.clamp_(0, 1)
 
 
+def symmetry(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th (0 to 7) of the 8 flips/90 degree rotations of the square, on the last two dims (a view).
+
+    ``k`` bit 4: transpose, bit 1: flip left-right, bit 2: flip up-down; 0 is the identity.
+    """
+    if k & 4:
+        x = x.transpose(-1, -2)
+    if k & 1:
+        x = x.flip(-1)
+    if k & 2:
+        x = x.flip(-2)
+    return x
+
+
 def dihedral(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each image of ``x: (N, C, S, S)`` flipped/rotated by one of the 8 symmetries of the square, at random.
 
@@ -91,12 +106,7 @@ def dihedral(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     shuffled = x[order]
     out = torch.empty_like(shuffled)
     for k, (src, dst) in enumerate(zip(shuffled.tensor_split(8), out.tensor_split(8), strict=True)):
-        view = src.transpose(-1, -2) if k & 4 else src
-        if k & 1:
-            view = view.flip(-1)
-        if k & 2:
-            view = view.flip(-2)
-        dst.copy_(view)
+        dst.copy_(symmetry(src, k))
     result = torch.empty_like(x)
     result[order] = out
     return result
@@ -159,9 +169,12 @@ def predict_tensors(
     batch_size: int = 512,
     amp: bool | None = None,
     channels_last: bool = True,
+    tta: bool = False,
 ) -> torch.Tensor:
     """Logits ``(N, num_classes)`` float32 of uint8 ``images: (N, C, H, W)``, in eval mode, on the images' device.
 
+    With ``tta`` (test-time augmentation; square images) the logits are averaged over the 8 flips/90 degree
+    rotations of each image, for 8 times the cost: the result no longer depends on the cell's orientation.
     The model's training mode is restored afterwards.
     """
     _check_images(images, "images")
@@ -173,9 +186,14 @@ def predict_tensors(
     try:
         out = []
         for chunk in images.split(batch_size):
-            x = normalize(chunk, mean_t, std_t, channels_last=channels_last)
-            with autocast(device, amp):
-                out.append(model(x).float())
+            views = range(8) if tta else range(1)
+            total = None
+            for k in views:
+                x = normalize(symmetry(chunk, k), mean_t, std_t, channels_last=channels_last)
+                with autocast(device, amp):
+                    logits = model(x).float()
+                total = logits if total is None else total + logits
+            out.append(total / len(views))
         return torch.cat(out) if out else torch.empty(0, device=device)
     finally:
         model.train(was_training)

@@ -1,0 +1,147 @@
+"""nbgrader preprocessors of the course (listed in ``nbgrader_config.py``).
+
+Autograde runs ``StartGrading`` -> ``Execute`` -> ``VerifyPassMarkers`` -> ... -> ``SaveAutoGrades`` ->
+``FlagSubmission``; feedback runs ``FeedbackScoresOnly`` before ``ClearHiddenTests``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+
+from nbformat import NotebookNode
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from cnncourse.grading import GRADING_KEY_ENV, pass_marker
+
+# Imported by the kernel before any cell runs, so that cnncourse.grading captures torch & co. untouched.
+KERNEL_ARGUMENTS = ['--IPKernelApp.exec_lines=__import__("cnncourse.grading")']
+
+
+def is_test_cell(cell: NotebookNode) -> bool:
+    """An autograded test cell: a locked code grade cell that is not an answer."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def stdout_of(cell: NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", [])
+                   if o.output_type == "stream" and o.get("name") == "stdout")
+
+
+def failed(cell: NotebookNode) -> bool:
+    """What nbgrader scores 0: an error output or anything written to stderr."""
+    return any(o.output_type == "error" or (o.output_type == "stream" and o.get("name") == "stderr")
+               for o in cell.get("outputs", []))
+
+
+def check_markers(nb: NotebookNode, key: str | None) -> list[dict]:
+    """Score 0 every test cell that did not fail yet shows no valid pass marker; return why, per cell.
+
+    The error output goes first, so that nbgrader scores 0 even if the cell also shows a number
+    (partial credit).
+    """
+    findings = []
+    for cell in nb.cells:
+        if not is_test_cell(cell) or failed(cell):
+            continue
+        grade_id = cell.metadata.nbgrader.grade_id
+        lines = stdout_of(cell).splitlines()
+        if pass_marker(grade_id, key) in lines:
+            continue
+        if any(line.startswith(pass_marker(grade_id, None)) for line in lines):
+            reason = "forged pass marker (the test's marker does not carry this run's key)"
+        else:
+            reason = "no pass marker: the test did not run to the end"
+        cell.outputs.insert(0, NotebookNode(output_type="error", ename="GradingError", evalue=reason,
+                                            traceback=[f"GradingError: {reason}; flagged for review"]))
+        findings.append({"cell": grade_id, "reason": reason})
+    return findings
+
+
+class StartGrading(NbGraderPreprocessor):
+    """Before Execute: a fresh key for this notebook, handed to its kernel through the environment."""
+
+    def preprocess(self, nb, resources):
+        key = secrets.token_hex(16)
+        os.environ[GRADING_KEY_ENV] = key  # the kernel inherits it; cnncourse.grading removes it there
+        resources.setdefault("cnncourse", {})["key"] = key
+        return nb, resources
+
+
+class VerifyPassMarkers(NbGraderPreprocessor):
+    """After Execute: a test cell without its keyed pass marker scores 0, and the notebook is flagged."""
+
+    def preprocess(self, nb, resources):
+        os.environ.pop(GRADING_KEY_ENV, None)
+        state = resources.setdefault("cnncourse", {})
+        state["flags"] = check_markers(nb, state.get("key"))
+        for finding in state["flags"]:
+            self.log.warning("%s: %s flagged: %s", resources.get("nbgrader", {}).get("student"),
+                             finding["cell"], finding["reason"])
+        return nb, resources
+
+
+class FlagSubmission(NbGraderPreprocessor):
+    """After SaveAutoGrades: mark a notebook with findings as flagged in the gradebook (formgrader shows it)."""
+
+    def preprocess(self, nb, resources):
+        info, flags = resources.get("nbgrader", {}), resources.get("cnncourse", {}).get("flags")
+        if flags and "db_url" in info:
+            flag_in_gradebook(info["db_url"], info["assignment"], info["notebook"], info["student"])
+        return nb, resources
+
+
+def flag_in_gradebook(db_url: str, assignment: str, notebook: str, student: str) -> bool:
+    """Set ``flagged`` on one submitted notebook; False if it is not in the gradebook."""
+    with Gradebook(db_url) as gb:
+        try:
+            submitted = gb.find_submission_notebook(notebook, assignment, student)
+        except MissingEntry:
+            return False
+        submitted.flagged = True
+        gb.db.commit()
+    return True
+
+
+class FeedbackScoresOnly(NbGraderPreprocessor):
+    """Feedback shows, per test cell, its score and the assertion message only, and no hidden test code anywhere.
+
+    A test cell's stdout (warnings, pass marker, anything the student's code printed) is dropped, and an
+    error keeps only ``Name: message`` (a traceback quotes the hidden tests). In every cell's outputs, a
+    line quoting a hidden test line is replaced (a student's code can read the running cell's source and
+    print it, raise it or keep it for a later cell).
+    """
+
+    def preprocess(self, nb, resources):
+        self.hidden = set()
+        for cell in nb.cells:
+            for block in re.findall(r"BEGIN HIDDEN TESTS(.*?)END HIDDEN TESTS", cell.source, re.S):
+                self.hidden |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 8}
+        return super().preprocess(nb, resources)
+
+    def scrub(self, text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        kept = [line if "HIDDEN TESTS" not in line and not any(h in line for h in self.hidden)
+                else "[a line of a hidden test, removed]\n" for line in lines]
+        return "".join(kept)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        if is_test_cell(cell):
+            cell.outputs = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                output.evalue = self.scrub(str(output.evalue))[:1000]
+                output.traceback = [f"{output.ename}: {output.evalue}"] if is_test_cell(cell) else \
+                    [self.scrub(line) for line in output.traceback]
+            elif output.output_type == "stream":
+                output.text = self.scrub(output.text)
+            else:
+                for mime, value in output.get("data", {}).items():
+                    if mime.startswith("text/"):
+                        output.data[mime] = self.scrub(value if isinstance(value, str) else "".join(value))
+        return cell, resources

@@ -1,0 +1,108 @@
+"""What the tests of assignment A4 (malaria) use: the submitted model, its budget, the hidden grading set.
+
+A4's student defines ``build_model()`` (a module mapping float images in [0, 1], ``(N, 3, 64, 64)``, to
+logits ``(N, 2)``; it normalises inside, with its statistics as buffers) and saves its ``state_dict`` to
+``model.pt``. Grading never trains: :func:`load_submission` loads ``model.pt`` with
+``torch.load(weights_only=True)`` (no pickled code runs), :func:`model_cost` measures it with
+``cnncourse.shapes.layer_table``, and :func:`grading_report` scores it on the images named by
+``$CNNCOURSE_GRADING_DATA`` (a folder or zip of patients the students never see, read by
+``cnncourse.evaluation``). Test cells receive this module as the toolkit entry ``malaria``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnncourse import shapes
+from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
+from cnncourse.train.tensors import predict_tensors
+
+__all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "load_submission", "model_cost",
+           "grading_set", "grading_report", "result_line"]  # fmt: skip
+
+GRADING_ENV = "CNNCOURSE_GRADING_DATA"
+SIZE = 64  # side of the images the model is given
+MAX_PARAMS = 400_000  # the design budget: parameters ...
+MAX_MACS = 80_000_000  # ... and multiply-accumulates per 64 x 64 image
+TIERS = (0.90, 0.93, 0.95, 0.97)  # accuracy tiers on the grading patients
+MIN_AUC = 0.99
+
+
+def load_submission(build_model: Callable[[], nn.Module], path: str | os.PathLike = "model.pt") -> nn.Module:
+    """``build_model()`` with the weights of ``path`` (a ``state_dict``), in eval mode on the CPU.
+
+    Raises AssertionError with what to do when the file is missing, is not a plain ``state_dict`` (only
+    ``torch.load(weights_only=True)`` is used) or does not fit ``build_model()``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AssertionError(f"{path} not found next to the notebook: train your model and save it with "
+                             "torch.save(model.state_dict(), 'model.pt'), then submit model.pt with the notebook.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unpickling failure: the message says what to save instead
+        raise AssertionError(f"{path} is not a plain state_dict that torch.load(weights_only=True) can read "
+                             f"({type(err).__name__}); save torch.save(model.state_dict(), 'model.pt').") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise AssertionError(f"{path} holds a {type(state).__name__}, not a state_dict of tensors; save "
+                             "torch.save(model.state_dict(), 'model.pt').")
+    model = build_model()
+    if not isinstance(model, nn.Module):
+        raise AssertionError(f"build_model() returned a {type(model).__name__}, not an nn.Module.")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0][:300]
+        raise AssertionError(f"{path} does not fit build_model(): {first}. Save the state_dict of the model that "
+                             "build_model() builds.") from None
+    return model.cpu().eval()
+
+
+def model_cost(model: nn.Module, size: int = SIZE) -> tuple[int, int]:
+    """``(parameters, multiply-accumulates)`` of one ``(1, 3, size, size)`` image, by ``shapes.layer_table``."""
+    table = shapes.layer_table(model, (1, 3, size, size))
+    return table.total_params, table.total_macs
+
+
+@functools.lru_cache(maxsize=2)
+def _read(source: str, size: int) -> ImageSet:
+    return read_image_set(source, size, progress=False)
+
+
+def grading_set(size: int = SIZE) -> ImageSet:
+    """The labelled images of ``$CNNCOURSE_GRADING_DATA`` (read once per process), letterboxed to ``size``."""
+    source = os.environ.get(GRADING_ENV)
+    if not source:
+        raise AssertionError(f"${GRADING_ENV} is not set: the instructor names the grading patients' folder or zip "
+                             "there (make autograde refuses to start without it).")
+    images = _read(source, size)
+    if images.labels is None:
+        raise AssertionError(f"${GRADING_ENV}={source} holds no class folders (Parasitized/, Uninfected/).")
+    return images
+
+
+@torch.no_grad()
+def grading_report(model: nn.Module, size: int = SIZE) -> Report:
+    """Accuracy, AUC, ... of ``model`` on the grading set: class 1 (Parasitized) when its probability >= 0.5."""
+    data = grading_set(size)
+    logits = predict_tensors(model, data.images, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), amp=False, channels_last=False)
+    if logits.shape != (len(data.images), 2):
+        raise AssertionError(f"the model gave logits of shape {tuple(logits.shape)} for {len(data.images)} "
+                             "images; expected (N, 2).")
+    probs = logits.softmax(1)[:, 1]
+    if not bool(torch.isfinite(probs).all()):
+        raise AssertionError("the model gave non-finite outputs on the grading images.")
+    return binary_report(data.labels, probs, data.patients)
+
+
+def result_line(report: Report, params: int, macs: int) -> str:
+    """The line the leaderboard reads from an autograded notebook."""
+    auc = "nan" if report.auc is None else f"{report.auc:.4f}"
+    return (f"A4 result: accuracy={report.accuracy:.4f} auc={auc} params={params} macs={macs} "
+            f"n_images={report.n_images}")

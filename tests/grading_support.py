@@ -1,0 +1,172 @@
+"""What the table-driven assignment tests share: the row, mutant and submission types, and nbgrader helpers."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+from nbgrader.api import Gradebook, MissingEntry
+
+from cnncourse.autograde.inprocess import fill_answers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A known-wrong answer: ``(answer cell grade_id, old text, new text)`` replacements in the source."""
+
+    what: str
+    replacements: list[tuple[str, str, str]]
+
+
+@dataclass
+class Submission:
+    """One notebook of the shared autograde batch and what grading it must give.
+
+    - ``fails``: grade cells that must score 0 (every other autograded cell scores full marks);
+    - ``flagged``: the notebook must be flagged in the gradebook by autograde (missing/forged pass markers);
+    - ``manual``: grade cells nbgrader leaves to manual grading (a deleted cell; all when the kernel dies);
+    - ``stdout``: text each named test cell's output must show (e.g. a warning reported, not penalised);
+    - ``feedback``: its feedback is generated and checked (scores and messages only);
+    - ``audit``: ``make audit`` must list it;
+    - ``inprocess``: the in-process grader must give the same scores (False for tricks that need a real
+      kernel or would change the test process);
+    - ``dies``: the kernel dies (the run reports it as failed).
+    """
+
+    notebook: NotebookNode
+    fails: set[str] = field(default_factory=set)
+    flagged: bool = False
+    manual: set[str] = field(default_factory=set)
+    stdout: dict[str, str] = field(default_factory=dict)
+    feedback: bool = False
+    audit: bool = False
+    inprocess: bool = True
+    dies: bool = False
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: str
+    points: float  # autograded points (manually graded ones are not counted)
+    grade_cells: dict[str, float]  # autograded test cell grade_id -> points
+    mutants: dict[str, Mutant]
+    submissions: Callable[[Assignment], dict[str, Submission]]
+
+    @property
+    def source(self) -> Path:
+        return ROOT / "solutions" / self.id / f"{self.id}.ipynb"
+
+    @property
+    def release(self) -> Path:
+        return ROOT / "assignments" / self.id / f"{self.id}.ipynb"
+
+    def source_nb(self) -> NotebookNode:
+        return nbformat.read(self.source, as_version=4)
+
+    def release_nb(self) -> NotebookNode:
+        return nbformat.read(self.release, as_version=4)
+
+    def correct(self) -> NotebookNode:
+        """The release with the reference answers filled in: a student who scores full marks."""
+        return fill_answers(self.release_nb(), self.source_nb())
+
+
+def cell(nb: NotebookNode, grade_id: str) -> NotebookNode:
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def edited(nb: NotebookNode, **sources: str | Callable[[str], str]) -> NotebookNode:
+    """A copy of ``nb`` with the named cells' sources replaced (a string) or transformed (a function)."""
+    nb = copy.deepcopy(nb)
+    for grade_id, new in sources.items():
+        c = cell(nb, grade_id)
+        c.source = new(c.source) if callable(new) else new
+    return nb
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
+    return text.replace(old, new)
+
+
+def nbgrader_env() -> dict[str, str]:
+    """nbgrader and its kernels import cnncourse from this checkout; the venv's bin/ is on PATH (alembic)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
+def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run nbgrader from the course root."""
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=nbgrader_env(),
+                            capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"nbgrader {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}")
+    return result
+
+
+def make_course(course: Path, assignment: Assignment, submissions: dict[str, NotebookNode]) -> Path:
+    """A course in ``course``: config, the assignment's source, its release regenerated, the submissions."""
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions" / assignment.id, course / "solutions" / assignment.id)
+    nbgrader(course, "generate_assignment", assignment.id, "--force")
+    for student, nb in submissions.items():
+        folder = course / ".nbgrader" / "submitted" / student / assignment.id
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{assignment.id}.ipynb")
+    return course
+
+
+def gradebook_scores(course: Path, assignment: Assignment, student: str) -> dict[str, float | None]:
+    """Autograded points per code grade cell of one student, from the course's gradebook."""
+    with Gradebook(f"sqlite:///{course / '.nbgrader' / 'gradebook.db'}", "cnncourse") as gb:
+        try:
+            nb = gb.find_submission_notebook(assignment.id, assignment.id, student)
+        except MissingEntry:
+            return {}
+        return {g.name: g.score for g in nb.grades if g.cell_type == "code"}
+
+
+def gradebook_rows(db: Path, assignment: Assignment) -> dict[str, dict]:
+    """Every student's notebook row of the gradebook: scores per cell, flags, manual-grading marks."""
+    with Gradebook(f"sqlite:///{db}", "cnncourse") as gb:
+        rows = {}
+        for sub in gb.find_assignment(assignment.id).submissions:
+            nb = gb.find_submission_notebook(assignment.id, assignment.id, sub.student.id)
+            rows[sub.student.id] = {
+                "score": nb.score, "flagged": nb.flagged,
+                "grades": {g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in nb.grades},
+            }
+        return rows
+
+
+def is_flagged(course: Path, assignment: Assignment, student: str) -> bool:
+    with Gradebook(f"sqlite:///{course / '.nbgrader' / 'gradebook.db'}", "cnncourse") as gb:
+        return gb.find_submission_notebook(assignment.id, assignment.id, student).flagged
+
+
+def feedback_html(course: Path, assignment: Assignment, students: list[str]) -> dict[str, str]:
+    """``make feedback``'s HTML for some students, through nbgrader's API in this process (one start-up)."""
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    from cnncourse.autograde.parallel import load_config
+
+    config = load_config(course)
+    api = NbGraderAPI(CourseDirectory(config=config), config=config)
+    pages = {}
+    for student in students:
+        result = api.generate_feedback(assignment.id, student)
+        assert result["success"], result.get("error") or result.get("log")
+        path = course / ".nbgrader" / "feedback" / student / assignment.id / f"{assignment.id}.html"
+        pages[student] = path.read_text()
+    return pages

@@ -1,0 +1,106 @@
+"""cnncourse.autograde's pieces on small notebooks (fast): pass-marker check, feedback scrubbing, audit rules."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from cnncourse.autograde.audit import scan_source
+from cnncourse.autograde.preprocessors import FeedbackScoresOnly, check_markers
+from cnncourse.grading import pass_marker
+from tests.assignments import ASSIGNMENTS
+
+
+def test_cell(grade_id: str, *outputs) -> nbformat.NotebookNode:
+    cell = new_code_cell("...", metadata={"nbgrader": {"grade": True, "grade_id": grade_id, "points": 1,
+                                                       "locked": True, "solution": False}})
+    cell.outputs = list(outputs)
+    return cell
+
+
+test_cell.__test__ = False  # a helper, not a test
+
+
+def stdout(text: str):
+    return new_output("stream", name="stdout", text=text)
+
+
+def test_check_markers():
+    """Valid keyed marker: kept. Missing or unkeyed: an error first (so partial credit cannot win), flagged.
+    A cell that already failed is left alone."""
+    key = "k"
+    nb = new_notebook(cells=[
+        test_cell("ok", stdout(pass_marker("ok", key) + "\n")),
+        test_cell("missing"),
+        test_cell("forged", stdout(pass_marker("forged", None) + "\n"),
+                  new_output("execute_result", data={"text/plain": "1.0"}, execution_count=1)),
+        test_cell("other_id", stdout(pass_marker("ok", key) + "\n")),
+        test_cell("failed", new_output("error", ename="AssertionError", evalue="no", traceback=[])),
+    ])
+    findings = {f["cell"]: f["reason"] for f in check_markers(nb, key)}
+    assert set(findings) == {"missing", "forged", "other_id"}
+    assert "forged" in findings["forged"] and "did not run to the end" in findings["missing"]
+    assert nb.cells[2].outputs[0].output_type == "error" and nb.cells[2].outputs[0].ename == "GradingError"
+    assert [o.output_type for o in nb.cells[0].outputs] == ["stream"]
+    assert len(nb.cells[4].outputs) == 1
+
+
+def test_feedback_keeps_errors_only_and_scrubs_hidden_lines():
+    source = ('@graded_test("t")\ndef _test(f):\n    f(1)\n    ### BEGIN HIDDEN TESTS\n'
+              '    assert f(123456) == 7, "secret case"\n    ### END HIDDEN TESTS\n')
+    cell = test_cell("t", stdout("noise\n" + pass_marker("t", None) + "\n"),
+                     new_output("error", ename="AssertionError", evalue='assert f(123456) == 7, "secret case"\nwhy',
+                                traceback=["long", "traceback"]))
+    cell.source = source
+    answer = new_code_cell("print(leak)")
+    answer.outputs = [stdout('    assert f(123456) == 7, "secret case"\nhello\n')]
+    nb = new_notebook(cells=[cell, answer])
+    nb, _ = FeedbackScoresOnly().preprocess(nb, {})
+    assert [o.output_type for o in nb.cells[0].outputs] == ["error"]
+    assert "123456" not in nb.cells[0].outputs[0].evalue and "why" in nb.cells[0].outputs[0].evalue
+    assert nb.cells[0].outputs[0].traceback == [f"AssertionError: {nb.cells[0].outputs[0].evalue}"]
+    assert "123456" not in nb.cells[1].outputs[0].text and "hello" in nb.cells[1].outputs[0].text
+
+
+@pytest.mark.parametrize("code,category", [
+    ("get_ipython().input_transformers_post.append(f)", "execution machinery"),
+    ("import sys\nsys.settrace(tracer)", "execution machinery"),
+    ("import threading\nthreading.Thread(target=f).start()", "threads/processes"),
+    ("from concurrent.futures import ThreadPoolExecutor", "threads/processes"),
+    ("frame = sys._getframe(2)", "frame inspection"),
+    ("src = In[-1]", "frame inspection"),
+    ("open('../../.nbgrader/gradebook.db')", "course files"),
+    ("sys.modules['cnncourse.grading'] = fake", "around the guard"),
+    ("with torch._C.DisableTorchFunction():\n    pass", "around the guard"),
+    ("F.conv2d = my_conv", "around the guard"),
+    ("torch.Tensor.__eq__ = lambda *a: True", "around the guard"),
+    ("print('\u2714 test_x passed')", "around the guard"),
+    ("exec(code)", "around the guard"),
+    ("import os\nos._exit(1)", "execution machinery"),
+])
+def test_audit_rules(code, category):
+    assert category in [c for c, _, _, severity in scan_source(code) if severity == "flag"]
+
+
+def test_audit_rules_ignore_comments_and_ordinary_code():
+    """Comments, model.eval(), re.compile and the reference answers raise nothing."""
+    assert scan_source("# threading would be cheating\nmodel.eval()\nre.compile('x')\ny = x.new_zeros(3)\n") == []
+    for a in ASSIGNMENTS:
+        for cell in a.correct().cells:
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+                assert scan_source(cell.source) == [], (a.id, cell.metadata.nbgrader.grade_id)
+
+
+def test_autograde_refuses_without_required_env(tmp_path, monkeypatch):
+    """An assignment that declares required environment variables is not graded without them."""
+    from pathlib import Path
+
+    from cnncourse.autograde.parallel import autograde
+
+    config = (Path(__file__).resolve().parents[1] / "nbgrader_config.py").read_text()
+    (tmp_path / "nbgrader_config.py").write_text(
+        config + '\nc.CnnCourseAutograde.required_env = {"a4-malaria": ["CNNCOURSE_GRADING_DATA"]}\n')
+    monkeypatch.delenv("CNNCOURSE_GRADING_DATA", raising=False)
+    with pytest.raises(RuntimeError, match="a4-malaria needs the environment variable.*CNNCOURSE_GRADING_DATA"):
+        autograde(tmp_path, "a4-malaria", progress=False)
