@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +40,15 @@ def report(assignment) -> dict:
     student_view = visible_only(source)
     rows = []
     start = time.perf_counter()
+    os.environ.update(assignment.env())  # what grading needs (A4: the hidden patients)
+    folder = tempfile.TemporaryDirectory()
+    cwd = assignment.graded_source(Path(folder.name)).parent  # beside the files grading reads (A4: model.pt)
     for name, mutant in assignment.mutants.items():
-        full = grade_in_process(source, mutant.replacements, cwd=assignment.source.parent)
-        visible = grade_in_process(student_view, mutant.replacements, cwd=assignment.source.parent)
+        full = grade_in_process(source, mutant.replacements, cwd=cwd)
+        visible = grade_in_process(student_view, mutant.replacements, cwd=cwd)
         rows.append({"mutant": name, "mistake": mutant.what, "score": full.score, "max_score": full.max_score,
                      "failed_cells": full.failed, "caught_by_visible_tests": bool(visible.failed)})
+    folder.cleanup()
     killed = [r for r in rows if r["score"] < r["max_score"]]
     return {
         "assignment": assignment.id,

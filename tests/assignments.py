@@ -1,14 +1,15 @@
 """The assignments under test, one row each.
 
 Adding an assignment: one :class:`Assignment` row here (its grade cells and points, its mutants, and the
-submissions of its shared autograde batch), with a ``tests/<id>_cases.py`` holding the mutants and
-submissions. ``tests/test_assignments.py`` runs every check over this table; ``benchmarks/mutation.py``
+submissions of its shared autograde batch; for an assignment graded from files or hidden data, the ``env`` and
+``files`` grading needs), with a ``tests/<id>_cases.py`` holding them.
+``tests/test_assignments.py`` runs every check over this table; ``benchmarks/mutation.py``
 (``make mutation``) writes the mutation reports.
 """
 
 from __future__ import annotations
 
-from tests import a1_cases, a2_cases, a3_cases
+from tests import a1_cases, a2_cases, a3_cases, a4_cases
 from tests.grading_support import Assignment
 
 ASSIGNMENTS = [
@@ -55,6 +56,18 @@ ASSIGNMENTS = [
         },
         mutants=a3_cases.MUTANTS,
         submissions=a3_cases.submissions,
+    ),
+    Assignment(
+        id="a4-malaria",
+        points=18,
+        grade_cells={
+            "test_normalisation": 2, "test_budget": 4, "test_model_output": 2,
+            "test_accuracy_90": 2, "test_accuracy_93": 2, "test_accuracy_95": 2, "test_accuracy_97": 2, "test_auc": 2,
+        },
+        mutants=a4_cases.MUTANTS,
+        submissions=a4_cases.submissions,
+        env=a4_cases.env,  # the hidden patients (synthetic here)
+        files=a4_cases.files,  # a model.pt beside the reference notebook
     ),
 ]
 BY_ID = {a.id: a for a in ASSIGNMENTS}

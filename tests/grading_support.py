@@ -40,7 +40,9 @@ class Submission:
     - ``audit``: ``make audit`` must list it;
     - ``inprocess``: the in-process grader must give the same scores (False for tricks that need a real
       kernel or would change the test process);
-    - ``dies``: the kernel dies (the run reports it as failed).
+    - ``dies``: the kernel dies (the run reports it as failed);
+    - ``files``: files submitted beside the notebook (A4: ``model.pt``), name -> bytes;
+    - ``rank``: its place on ``make leaderboard`` (None: listed without a result).
     """
 
     notebook: NotebookNode
@@ -52,15 +54,25 @@ class Submission:
     audit: bool = False
     inprocess: bool = True
     dies: bool = False
+    files: dict[str, bytes] = field(default_factory=dict)
+    rank: int | None = None
 
 
 @dataclass(frozen=True)
 class Assignment:
+    """One row of ``tests/assignments.py``.
+
+    ``env`` gives the environment grading needs (A4: ``CNNCOURSE_GRADING_DATA``, the hidden patients) and
+    ``files`` the files graded beside the reference notebook (A4: a ``model.pt``); both default to none.
+    """
+
     id: str
     points: float  # autograded points (manually graded ones are not counted)
     grade_cells: dict[str, float]  # autograded test cell grade_id -> points
     mutants: dict[str, Mutant]
     submissions: Callable[[Assignment], dict[str, Submission]]
+    env: Callable[[], dict[str, str]] = dict
+    files: Callable[[], dict[str, bytes]] = dict
 
     @property
     def source(self) -> Path:
@@ -75,6 +87,15 @@ class Assignment:
 
     def release_nb(self) -> NotebookNode:
         return nbformat.read(self.release, as_version=4)
+
+    def graded_source(self, folder: Path) -> Path:
+        """The reference notebook ready to grade: itself, or a copy in ``folder`` beside its ``files``."""
+        files = self.files()
+        if not files:
+            return self.source
+        for name, data in {self.source.name: self.source.read_bytes(), **files}.items():
+            (folder / name).write_bytes(data)
+        return folder / self.source.name
 
     def correct(self) -> NotebookNode:
         """The release with the reference answers filled in: a student who scores full marks."""
@@ -99,30 +120,36 @@ def replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def nbgrader_env() -> dict[str, str]:
-    """nbgrader and its kernels import cnncourse from this checkout; the venv's bin/ is on PATH (alembic)."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+def nbgrader_env(assignment: Assignment | None = None) -> dict[str, str]:
+    """nbgrader and its kernels import cnncourse from this checkout; the venv's bin/ is on PATH (alembic); plus
+    the environment grading ``assignment`` needs."""
+    env = dict(os.environ, **(assignment.env() if assignment else {}))
+    return dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                 PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
-def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run nbgrader from the course root."""
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=nbgrader_env(),
+def nbgrader(course: Path, *args: str, check: bool = True, assignment: Assignment | None = None
+             ) -> subprocess.CompletedProcess:
+    """Run nbgrader from the course root (with the environment grading ``assignment`` needs)."""
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=nbgrader_env(assignment),
                             capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}")
     return result
 
 
-def make_course(course: Path, assignment: Assignment, submissions: dict[str, NotebookNode]) -> Path:
-    """A course in ``course``: config, the assignment's source, its release regenerated, the submissions."""
+def make_course(course: Path, assignment: Assignment, submissions: dict[str, NotebookNode | Submission]) -> Path:
+    """A course in ``course``: config, the assignment's source, its release regenerated, the submissions (a
+    :class:`Submission` brings its files)."""
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions" / assignment.id, course / "solutions" / assignment.id)
     nbgrader(course, "generate_assignment", assignment.id, "--force")
-    for student, nb in submissions.items():
+    for student, sub in submissions.items():
         folder = course / ".nbgrader" / "submitted" / student / assignment.id
         folder.mkdir(parents=True)
-        nbformat.write(nb, folder / f"{assignment.id}.ipynb")
+        nbformat.write(sub.notebook if isinstance(sub, Submission) else sub, folder / f"{assignment.id}.ipynb")
+        for name, data in (sub.files if isinstance(sub, Submission) else {}).items():
+            (folder / name).write_bytes(data)
     return course
 
 

@@ -62,9 +62,9 @@ def batch(request, tmp_path_factory):
     """A temporary course with the assignment's submissions, autograded once in parallel (make autograde JOBS=2)."""
     a = request.param
     subs = a.submissions(a)
-    course = make_course(tmp_path_factory.mktemp(a.id), a, {name: s.notebook for name, s in subs.items()})
+    course = make_course(tmp_path_factory.mktemp(a.id), a, subs)
     run = subprocess.run([sys.executable, "-m", "cnncourse.autograde", "autograde", a.id, "--jobs", str(JOBS),
-                          "--timeout", str(TIMEOUT), "--no-progress"], cwd=course, env=nbgrader_env(),
+                          "--timeout", str(TIMEOUT), "--no-progress"], cwd=course, env=nbgrader_env(a),
                          capture_output=True, text=True, timeout=1800)
     return Batch(a, course, subs, run, gradebook_rows(course / ".nbgrader" / "gradebook.db", a))
 
@@ -84,28 +84,37 @@ def test_cannot_forge_the_table(assignment):
     assert nb.metadata.kernelspec.name == "python3"
 
 
-def test_validator(assignment, monkeypatch):
+def grading_env(assignment: Assignment, monkeypatch) -> None:
+    """This process (and the kernels it starts) gets the environment grading the assignment needs."""
+    for name, value in assignment.env().items():
+        monkeypatch.setenv(name, value)
+
+
+def test_validator(assignment, monkeypatch, tmp_path):
     """nbgrader's Validator (students' last check): the source passes, the untouched release fails every grade cell."""
     monkeypatch.setenv("PYTHONPATH", nbgrader_env()["PYTHONPATH"])
-    assert Validator().validate(str(assignment.source)) == {}
+    grading_env(assignment, monkeypatch)
+    assert Validator().validate(str(assignment.graded_source(tmp_path))) == {}
     release = assignment.release_nb()
     grade_cells = [c.source.strip() for c in release.cells if c.metadata.get("nbgrader", {}).get("grade")]
     result = Validator().validate(str(assignment.release))
     assert sorted(f["source"] for f in result["failed"]) == sorted(grade_cells)
 
 
-def test_solution_full_marks_in_process(assignment):
+def test_solution_full_marks_in_process(assignment, monkeypatch, tmp_path):
     """The in-process grader gives the reference solution every autograded point, without flags."""
-    report = grade_in_process(assignment.source)
+    grading_env(assignment, monkeypatch)
+    report = grade_in_process(assignment.graded_source(tmp_path))
     assert report.by_cell() == assignment.grade_cells, [(c.grade_id, c.error) for c in report.cells if c.error]
     assert not report.flags
 
 
 @pytest.mark.parametrize("aid,mutant", MUTANTS, ids=[f"{a}:{m}" for a, m in MUTANTS])
-def test_mutant_loses_points(aid, mutant):
+def test_mutant_loses_points(aid, mutant, monkeypatch, tmp_path):
     """Each known-wrong answer loses points (the report with visible/hidden detail: make mutation)."""
     a = BY_ID[aid]
-    report = grade_in_process(a.source, a.mutants[mutant].replacements)
+    grading_env(a, monkeypatch)
+    report = grade_in_process(a.graded_source(tmp_path), a.mutants[mutant].replacements)
     assert report.score < a.points, f"{mutant} ({a.mutants[mutant].what}) kept full marks"
 
 
@@ -180,21 +189,24 @@ def test_parallel_equals_serial(batch, tmp_path):
     a = batch.assignment
     some = [n for n, s in batch.subs.items() if s.fails and s.fails != set(a.grade_cells) and not s.flagged][:1] + \
         [n for n, s in batch.subs.items() if s.flagged][:1] + [n for n, s in batch.subs.items() if s.dies][:1]
-    course = make_course(tmp_path, a, {n: batch.subs[n].notebook for n in some})
-    nbgrader(course, "autograde", a.id, f"--Execute.timeout={TIMEOUT}", check=False)
+    course = make_course(tmp_path, a, {n: batch.subs[n] for n in some})
+    nbgrader(course, "autograde", a.id, f"--Execute.timeout={TIMEOUT}", check=False, assignment=a)
     serial = gradebook_rows(course / ".nbgrader" / "gradebook.db", a)
     assert set(serial) == set(some)
     assert serial == {n: batch.rows[n] for n in some}
 
 
-def test_inprocess_agrees_with_nbgrader(batch):
-    """The in-process grader scores each submission (locked cells restored) exactly as autograde did."""
+def test_inprocess_agrees_with_nbgrader(batch, monkeypatch):
+    """The in-process grader scores each submission (locked cells restored, beside its files) exactly as
+    autograde did."""
     a = batch.assignment
     source = a.source_nb()
+    grading_env(a, monkeypatch)
     for name, s in batch.subs.items():
         if not s.inprocess:
             continue
-        report = grade_in_process(restore_locked(s.notebook, source), cwd=batch.course / "solutions" / a.id)
+        report = grade_in_process(restore_locked(s.notebook, source),
+                                  cwd=batch.course / ".nbgrader" / "submitted" / name / a.id)
         got = gradebook_scores(batch.course, a, name)
         assert report.by_cell() == {k: got[k] for k in report.by_cell()}, name
         assert bool(report.flags) == s.flagged, name
@@ -205,7 +217,7 @@ def test_audit(batch):
     a = batch.assignment
     report_path = batch.course / "audit.json"
     run = subprocess.run([sys.executable, "-m", "cnncourse.autograde", "audit", a.id, "--json", str(report_path)],
-                         cwd=batch.course, env=nbgrader_env(), capture_output=True, text=True, timeout=600)
+                         cwd=batch.course, env=nbgrader_env(a), capture_output=True, text=True, timeout=600)
     report = json.loads(report_path.read_text())
     expected = sorted(n for n, s in batch.subs.items() if s.audit or s.flagged)
     assert report["flagged"] == expected, run.stdout
@@ -246,3 +258,20 @@ def test_grades_export(batch):
     for name, s in batch.subs.items():
         want = 0.0 if s.dies else sum(p for g, p in a.grade_cells.items() if g not in s.fails)
         assert float(rows[name]["score"]) == want, name
+
+
+def test_leaderboard(batch):
+    """make leaderboard lists every autograded student, ranked by what the hidden tests measured (A4: accuracy,
+    AUC, params, MACs); students without a result (no model, no result cell) are listed unranked."""
+    a = batch.assignment
+    run = subprocess.run([sys.executable, "-m", "cnncourse.autograde", "leaderboard", a.id], cwd=batch.course,
+                         env=nbgrader_env(a), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader((batch.course / ".nbgrader" / f"leaderboard-{a.id}.csv").open()))
+    assert sorted(r["student"] for r in rows) == sorted(name for name, s in batch.subs.items() if not s.dies)
+    ranked = sorted((s.rank, name) for name, s in batch.subs.items() if s.rank)
+    assert [(int(r["rank"]), r["student"]) for r in rows if r["rank"]] == ranked
+    for r in rows:
+        assert bool(r["rank"]) == bool(r["accuracy"]) == bool(r["params"]) == bool(r["macs"]), r
+    html = (batch.course / ".nbgrader" / f"leaderboard-{a.id}.html").read_text()
+    assert all(f"<td>{html_escape(r['student'])}</td>" in html for r in rows)

@@ -1,0 +1,192 @@
+# ruff: noqa: E501  (mutants quote whole lines of the solution)
+"""A4's mutants, the submissions of its shared autograde batch, and what grading it needs.
+
+A4 is graded from the submitted ``model.pt`` on the hidden patients named by ``CNNCOURSE_GRADING_DATA``. Here
+the hidden patients are synthetic cells (seed 777, written once per process as PNGs in class folders), and the
+reference ``model.pt`` honestly classifies them: the solution's own ``build_model()`` architecture with weights
+set by hand to a fitted colour feature (max over pixels of R - 1.5 G: the synthetic parasites' chromatin), its
+threshold chosen on other synthetic cells (:func:`detector`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import functools
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnncourse.data.synthetic import save_pngs, synthetic_cells
+from tests.grading_support import Assignment, Mutant, Submission, cell, edited
+
+MODEL_CELLS = {"test_model_output", "test_accuracy_90", "test_accuracy_93", "test_accuracy_95", "test_accuracy_97",
+               "test_auc"}
+HIDDEN = MODEL_CELLS - {"test_model_output"}
+
+_SOLUTION_NET = "return nn.Sequential(Normalize(MEAN, STD), cellnet(widths=(16, 32, 64, 128), dropout=0.2))"
+_SWAP = """class Swap(nn.Module):
+        def forward(self, z):
+            return z.flip(1)
+
+    return nn.Sequential(Normalize(MEAN, STD), cellnet(widths=(16, 32, 64, 128), dropout=0.2), Swap())"""
+
+MUTANTS: dict[str, Mutant] = {
+    "stats_of_every_split": Mutant("MEAN and STD computed over train, validation and test patients", [
+        ("stats", "MEAN, STD = channel_stats(x_train)", "MEAN, STD = channel_stats(torch.cat([x_train, x_val, x_test]))")]),
+    "stats_in_pixel_units": Mutant("MEAN and STD in 0-255 units while the model sees [0, 1]", [
+        ("stats", "MEAN, STD = channel_stats(x_train)",
+         "MEAN, STD = [tuple(255 * v for v in s) for s in channel_stats(x_train)]")]),
+    "stats_not_in_the_model": Mutant("build_model() normalises nowhere (MEAN and STD not stored in model.pt)", [
+        ("build_model", _SOLUTION_NET, "return cellnet(widths=(16, 32, 64, 128), dropout=0.2)")]),
+    "over_budget": Mutant("a CNN twice as wide: over the parameter and MAC budget", [
+        ("build_model", _SOLUTION_NET, "return nn.Sequential(Normalize(MEAN, STD), cellnet(widths=(32, 64, 128, 256), dropout=0.2))")]),
+    "classes_swapped": Mutant("logit 0 is Parasitized (the classes' order swapped)", [("build_model", _SOLUTION_NET, _SWAP)]),
+    "normalises_pixel_values": Mutant("the model multiplies its [0, 1] input by 255 before normalising", [
+        ("build_model", "return (x - self.mean) / self.std", "return (x * 255 - self.mean) / self.std")]),
+}
+
+
+def build_solution_model(a4: Assignment) -> nn.Module:
+    """The solution's build_model() with MEAN = 0, STD = 1 (inputs stay in [0, 1])."""
+    namespace = {"MEAN": (0.0, 0.0, 0.0), "STD": (1.0, 1.0, 1.0)}
+    exec(cell(a4.source_nb(), "build_model").source, namespace)
+    return namespace["build_model"]()
+
+
+def feature(images: torch.Tensor) -> torch.Tensor:
+    x = images.float() / 255
+    return (x[:, 0] - 1.5 * x[:, 1]).amax((1, 2))
+
+
+def detector(a4: Assignment) -> nn.Module:
+    """The solution architecture carrying channel 0 = relu(R - 1.5 G - t) through every stage; logit 1 = its max."""
+    fit = synthetic_cells(600, seed=5)
+    f = feature(fit.images)
+    t = max(torch.linspace(0, 1, 201).tolist(), key=lambda t: float(((f >= t).long() == fit.labels).float().mean()))
+    model = build_solution_model(a4)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for k, conv in enumerate(convs):
+            conv.weight.zero_()
+            if k == 0:
+                conv.weight[0, 0, 1, 1], conv.weight[0, 1, 1, 1] = 1.0, -1.5
+            else:
+                conv.weight[0, 0, 1, 1] = 1.0
+        for k, bn in enumerate(norms):
+            bn.weight.fill_(1), bn.bias.fill_(-t if k == 0 else 0), bn.running_mean.zero_(), bn.running_var.fill_(1)
+        head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        head.weight.zero_(), head.bias.zero_()
+        head.weight[1, head.in_features // 2] = 500.0  # the global max of channel 0
+        head.bias[1] = -0.5
+    return model.eval()
+
+
+def saved(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+class RunsCode:
+    """Unpickles to a copy of ``state`` by calling ``copy.deepcopy``: loads only where pickled code may run."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def __reduce__(self):
+        return copy.deepcopy, (self.state,)
+
+
+@functools.cache
+def grading_data() -> str:
+    """The hidden patients of the tests: 300 synthetic cells as PNGs in class folders (once per process)."""
+    folder = Path(tempfile.mkdtemp(prefix="cnncourse-a4-grading-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    save_pngs(synthetic_cells(300, seed=777), folder)
+    return str(folder)
+
+
+def env() -> dict[str, str]:
+    return {"CNNCOURSE_GRADING_DATA": grading_data()}
+
+
+@functools.cache
+def detector_file() -> bytes:
+    from tests.assignments import BY_ID
+
+    return saved(detector(BY_ID["a4-malaria"]).state_dict())
+
+
+def files() -> dict[str, bytes]:
+    return {"model.pt": detector_file()}
+
+
+_ONE_CLASS = '''from torch import nn
+import torch
+
+
+class Normalize(nn.Module):
+    pass
+
+
+class OneClass(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(MEAN))
+        self.register_buffer("std", torch.tensor(STD))
+        self.bias = nn.Parameter(torch.tensor([2.0, -2.0]))
+
+    def forward(self, x):
+        return x.flatten(1)[:, :1] * 0 + self.bias
+
+
+def build_model():
+    return OneClass()
+'''
+
+
+# A cheat nbgrader cannot stop: the submission runs where the hidden patients are. Its model looks each image up
+# in the labelled grading set it read through $CNNCOURSE_GRADING_DATA; its own weights are untrained. It scores
+# full marks; make audit flags it for review.
+_PEEK = _SOLUTION_NET.replace("return ", "net = ") + """
+    import os
+    from cnncourse.evaluation import read_image_set
+
+    class Peek(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.known = net, {}
+            if os.environ.get("CNNCOURSE_GRADING_DATA"):
+                data = read_image_set(os.environ["CNNCOURSE_GRADING_DATA"], 64, progress=False)
+                self.known = {im.numpy().tobytes(): int(y) for im, y in zip(data.images, data.labels)}
+
+        def forward(self, x):
+            logits = self.net(x)
+            for k, im in enumerate((x * 255).round().to(torch.uint8)):
+                if im.numpy().tobytes() in self.known:
+                    logits[k] = torch.tensor([-9.0, 9.0]) if self.known[im.numpy().tobytes()] else torch.tensor([9.0, -9.0])
+            return logits
+
+    return Peek(net)"""
+
+
+def submissions(a4: Assignment) -> dict[str, Submission]:
+    correct, model = a4.correct(), {"model.pt": detector_file()}
+    one_class = {"mean": torch.zeros(3), "std": torch.ones(3), "bias": torch.tensor([2.0, -2.0])}
+    return {
+        "alice": Submission(correct, files=model, rank=1),
+        "olga_one_class": Submission(edited(correct, build_model=_ONE_CLASS), fails=HIDDEN,
+                                     files={"model.pt": saved(one_class)}, rank=3),
+        "nick_no_model": Submission(correct, fails=MODEL_CELLS),
+        "mallory_pickled_code": Submission(correct, fails=MODEL_CELLS,
+                                           files={"model.pt": saved(RunsCode(detector(a4).state_dict()))}),
+        "eve_peeks_at_hidden_labels": Submission(
+            edited(correct, build_model=lambda src: src.replace(_SOLUTION_NET, _PEEK)), audit=True, rank=2,  # ties with alice
+            files={"model.pt": saved({f"net.{k}": v for k, v in build_solution_model(a4).state_dict().items()})}),
+    }
