@@ -51,7 +51,8 @@ NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
 ASSIGNMENTS ?= $(patsubst solutions/%/,%,$(wildcard solutions/*/))
 
 release: $(STAMP)
-	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) generate_assignment $$a --force || status=1; done; exit $$status
+	@status=0; for a in $(ASSIGNMENTS); do cd $(CURDIR) && $(NBGRADER) generate_assignment $$a --force \
+		&& rm -f assignments/$$a/*.pt || status=1; done; exit $$status
 
 # Parallel autograde (JOBS worker processes, separate gradebooks merged; progress bar, summary at the end).
 autograde: $(STAMP)

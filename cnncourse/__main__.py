@@ -124,6 +124,7 @@ def _train_malaria(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "weight_decay": TRAIN_SETTINGS["weight_decay"],
+        "label_smoothing": TRAIN_SETTINGS["label_smoothing"],
         "mean": mean,
         "std": std,
         "compile": args.compile,

@@ -66,8 +66,9 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (
 
 
 def _numpy(image: object) -> np.ndarray:
-    if isinstance(image, torch.Tensor):
-        return image.detach().to("cpu", torch.float32).numpy()
+    if isinstance(image, torch.Tensor):  # uint8 stays uint8: matplotlib reads it as 0..255
+        image = image.detach().cpu()
+        return (image if image.dtype == torch.uint8 else image.float()).numpy()
     array = np.asarray(image)
     if array.dtype == bool:
         array = array.astype(np.float32)
@@ -135,8 +136,8 @@ def show_images(
 
     Args:
         images: a tensor/array ``(N, C, H, W)`` or ``(N, H, W)``, or a list of ``(C, H, W)`` / ``(H, W)`` images
-            (C = 1 or 3). Colour images are clipped to [0, 1] (floats) as matplotlib does; one-channel images
-            are shown with ``cmap`` (default gray), scaled to their own range.
+            (C = 1 or 3). Colour images are uint8 (0..255) or floats clipped to [0, 1], as matplotlib reads
+            them; one-channel images are shown with ``cmap`` (default gray), scaled to their own range.
         titles: one string per image.
         ncols: panels per row; size: panel side in inches; suptitle: title over the grid.
     """

@@ -29,6 +29,14 @@ def test_show_images_one_panel_per_image_in_any_layout():
     assert _images(viz.show_images(torch.rand(3, 6, 6))) == [1, 1, 1]  # (N, H, W)
 
 
+def test_show_images_uint8_colour_as_0_to_255():
+    """uint8 images (what load_tensors returns) are drawn like the same images as floats in [0, 1]."""
+    images = torch.randint(0, 256, (2, 3, 6, 6), dtype=torch.uint8)
+    as_bytes = viz.show_images(images).axes[1].get_images()[0].make_image(None, unsampled=True)[0]
+    as_floats = viz.show_images(images.float() / 255).axes[1].get_images()[0].make_image(None, unsampled=True)[0]
+    assert (as_bytes == as_floats).all() and as_bytes[..., :3].std() > 30  # not clipped to white
+
+
 def test_show_images_rejects_what_it_cannot_draw():
     with pytest.raises(ValueError, match="one title per image"):
         viz.show_images(torch.rand(2, 4, 4), titles=["a"])

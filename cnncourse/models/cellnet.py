@@ -22,10 +22,11 @@ __all__ = ["CellNet", "cellnet", "TRAIN_SETTINGS"]
 # malaria model", for what it scores on patients it never saw and how long it takes.
 TRAIN_SETTINGS = {
     "size": 64,
-    "epochs": 20,
+    "epochs": 30,
     "batch_size": 128,
     "lr": 3e-3,
     "weight_decay": 5e-4,
+    "label_smoothing": 0.1,
     "widths": (16, 32, 64, 128),
     "dropout": 0.2,
 }
