@@ -20,11 +20,13 @@ import torch
 from torch import nn
 
 from cnncourse import shapes
+from cnncourse.data.malaria import load_tensors
 from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
+from cnncourse.runtime import is_quick
 from cnncourse.train.tensors import predict_tensors
 
 __all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "load_submission", "model_cost",
-           "grading_set", "grading_report", "result_line"]  # fmt: skip
+           "training_stats", "grading_set", "grading_report", "result_line"]  # fmt: skip
 
 GRADING_ENV = "CNNCOURSE_GRADING_DATA"
 SIZE = 64  # side of the images the model is given
@@ -68,6 +70,14 @@ def model_cost(model: nn.Module, size: int = SIZE) -> tuple[int, int]:
     """``(parameters, multiply-accumulates)`` of one ``(1, 3, size, size)`` image, by ``shapes.layer_table``."""
     table = shapes.layer_table(model, (1, 3, size, size))
     return table.total_params, table.total_macs
+
+
+def training_stats(size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std ``(3,)`` (float64, [0, 1] units) of the training patients' images, loaded here
+    as the notebook loads them (the synthetic cells in quick mode): never from the notebook's own variables."""
+    images = load_tensors("train", size=size, source="synthetic" if is_quick() else None, progress=False).images
+    x = images.double().div(255)
+    return x.mean((0, 2, 3)), x.std((0, 2, 3), unbiased=False)
 
 
 @functools.lru_cache(maxsize=2)

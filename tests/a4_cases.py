@@ -38,6 +38,8 @@ _SWAP = """class Swap(nn.Module):
 MUTANTS: dict[str, Mutant] = {
     "stats_of_every_split": Mutant("MEAN and STD computed over train, validation and test patients", [
         ("stats", "MEAN, STD = channel_stats(x_train)", "MEAN, STD = channel_stats(torch.cat([x_train, x_val, x_test]))")]),
+    "stats_of_every_split_rebound": Mutant("MEAN and STD over every split, with x_train rebound to all of them", [
+        ("stats", "MEAN, STD = channel_stats(x_train)", "x_train = torch.cat([x_train, x_val, x_test])\nMEAN, STD = channel_stats(x_train)")]),
     "stats_in_pixel_units": Mutant("MEAN and STD in 0-255 units while the model sees [0, 1]", [
         ("stats", "MEAN, STD = channel_stats(x_train)",
          "MEAN, STD = [tuple(255 * v for v in s) for s in channel_stats(x_train)]")]),
