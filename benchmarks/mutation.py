@@ -41,14 +41,13 @@ def report(assignment) -> dict:
     rows = []
     start = time.perf_counter()
     os.environ.update(assignment.env())  # what grading needs (A4: the hidden patients)
-    folder = tempfile.TemporaryDirectory()
-    cwd = assignment.graded_source(Path(folder.name)).parent  # beside the files grading reads (A4: model.pt)
-    for name, mutant in assignment.mutants.items():
-        full = grade_in_process(source, mutant.replacements, cwd=cwd)
-        visible = grade_in_process(student_view, mutant.replacements, cwd=cwd)
-        rows.append({"mutant": name, "mistake": mutant.what, "score": full.score, "max_score": full.max_score,
-                     "failed_cells": full.failed, "caught_by_visible_tests": bool(visible.failed)})
-    folder.cleanup()
+    with tempfile.TemporaryDirectory() as folder:
+        cwd = assignment.graded_source(Path(folder)).parent  # beside the files grading reads (A4: model.pt)
+        for name, mutant in assignment.mutants.items():
+            full = grade_in_process(source, mutant.replacements, cwd=cwd)
+            visible = grade_in_process(student_view, mutant.replacements, cwd=cwd)
+            rows.append({"mutant": name, "mistake": mutant.what, "score": full.score, "max_score": full.max_score,
+                         "failed_cells": full.failed, "caught_by_visible_tests": bool(visible.failed)})
     killed = [r for r in rows if r["score"] < r["max_score"]]
     return {
         "assignment": assignment.id,

@@ -23,7 +23,7 @@ from cnncourse import shapes
 from cnncourse.data.malaria import load_tensors
 from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
 from cnncourse.runtime import is_quick
-from cnncourse.train.tensors import predict_tensors
+from cnncourse.train.tensors import channel_stats, predict_tensors
 
 __all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "load_submission", "model_cost",
            "training_stats", "grading_set", "grading_report", "result_line"]  # fmt: skip
@@ -76,8 +76,8 @@ def training_stats(size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std ``(3,)`` (float64, [0, 1] units) of the training patients' images, loaded here
     as the notebook loads them (the synthetic cells in quick mode): never from the notebook's own variables."""
     images = load_tensors("train", size=size, source="synthetic" if is_quick() else None, progress=False).images
-    x = images.double().div(255)
-    return x.mean((0, 2, 3)), x.std((0, 2, 3), unbiased=False)
+    mean, std = channel_stats(images)  # in float64 chunks: no float copy of the whole split
+    return torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
 
 
 @functools.lru_cache(maxsize=2)

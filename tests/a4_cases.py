@@ -118,23 +118,23 @@ def env() -> dict[str, str]:
     return {"CNNCOURSE_GRADING_DATA": grading_data()}
 
 
-@functools.cache
-def detector_file() -> bytes:
-    from tests.assignments import BY_ID
-
-    return saved(detector(BY_ID["a4-malaria"]).state_dict())
+_STATES: dict[str, dict[str, torch.Tensor]] = {}
 
 
-def files() -> dict[str, bytes]:
-    return {"model.pt": detector_file()}
+def detector_state(a4: Assignment) -> dict[str, torch.Tensor]:
+    """The hand-set reference weights (built once per process)."""
+    if a4.id not in _STATES:
+        _STATES[a4.id] = detector(a4).state_dict()
+    return _STATES[a4.id]
+
+
+def files(a4: Assignment) -> dict[str, bytes]:
+    """Beside the reference notebook: the hand-set reference weights as model.pt."""
+    return {"model.pt": saved(detector_state(a4))}
 
 
 _ONE_CLASS = '''from torch import nn
 import torch
-
-
-class Normalize(nn.Module):
-    pass
 
 
 class OneClass(nn.Module):
@@ -179,15 +179,15 @@ _PEEK = _SOLUTION_NET.replace("return ", "net = ") + """
 
 
 def submissions(a4: Assignment) -> dict[str, Submission]:
-    correct, model = a4.correct(), {"model.pt": detector_file()}
+    correct = a4.correct()
     one_class = {"mean": torch.zeros(3), "std": torch.ones(3), "bias": torch.tensor([2.0, -2.0])}
     return {
-        "alice": Submission(correct, files=model, rank=1),
+        "alice": Submission(correct, files=files(a4), rank=1),
         "olga_one_class": Submission(edited(correct, build_model=_ONE_CLASS), fails=HIDDEN,
                                      files={"model.pt": saved(one_class)}, rank=3),
         "nick_no_model": Submission(correct, fails=MODEL_CELLS),
         "mallory_pickled_code": Submission(correct, fails=MODEL_CELLS,
-                                           files={"model.pt": saved(RunsCode(detector(a4).state_dict()))}),
+                                           files={"model.pt": saved(RunsCode(detector_state(a4)))}),
         "eve_peeks_at_hidden_labels": Submission(
             edited(correct, build_model=lambda src: src.replace(_SOLUTION_NET, _PEEK)), audit=True, rank=2,  # ties with alice
             files={"model.pt": saved({f"net.{k}": v for k, v in build_solution_model(a4).state_dict().items()})}),

@@ -72,7 +72,7 @@ class Assignment:
     mutants: dict[str, Mutant]
     submissions: Callable[[Assignment], dict[str, Submission]]
     env: Callable[[], dict[str, str]] = dict
-    files: Callable[[], dict[str, bytes]] = dict
+    files: Callable[[Assignment], dict[str, bytes]] = lambda a: {}
 
     @property
     def source(self) -> Path:
@@ -90,7 +90,7 @@ class Assignment:
 
     def graded_source(self, folder: Path) -> Path:
         """The reference notebook ready to grade: itself, or a copy in ``folder`` beside its ``files``."""
-        files = self.files()
+        files = self.files(self)
         if not files:
             return self.source
         for name, data in {self.source.name: self.source.read_bytes(), **files}.items():
@@ -138,17 +138,17 @@ def nbgrader(course: Path, *args: str, check: bool = True, assignment: Assignmen
     return result
 
 
-def make_course(course: Path, assignment: Assignment, submissions: dict[str, NotebookNode | Submission]) -> Path:
-    """A course in ``course``: config, the assignment's source, its release regenerated, the submissions (a
-    :class:`Submission` brings its files)."""
+def make_course(course: Path, assignment: Assignment, submissions: dict[str, Submission]) -> Path:
+    """A course in ``course``: config, the assignment's source, its release regenerated, the submissions (each
+    notebook with its files)."""
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions" / assignment.id, course / "solutions" / assignment.id)
     nbgrader(course, "generate_assignment", assignment.id, "--force")
     for student, sub in submissions.items():
         folder = course / ".nbgrader" / "submitted" / student / assignment.id
         folder.mkdir(parents=True)
-        nbformat.write(sub.notebook if isinstance(sub, Submission) else sub, folder / f"{assignment.id}.ipynb")
-        for name, data in (sub.files if isinstance(sub, Submission) else {}).items():
+        nbformat.write(sub.notebook, folder / f"{assignment.id}.ipynb")
+        for name, data in sub.files.items():
             (folder / name).write_bytes(data)
     return course
 

@@ -32,7 +32,7 @@ def test_detector_is_a_real_classifier():
 def test_pickled_code_would_load_without_weights_only(tmp_path):
     """The batch's pickled submission is a real threat: plain torch.load runs its code and gets working weights;
     load_submission (weights_only=True) refuses it with a message."""
-    data = a4_cases.saved(a4_cases.RunsCode(a4_cases.detector(A4).state_dict()))
+    data = a4_cases.saved(a4_cases.RunsCode(a4_cases.detector_state(A4)))
     state = torch.load(io.BytesIO(data), weights_only=False)
     assert set(state) == set(a4_cases.build_solution_model(A4).state_dict())
     (tmp_path / "model.pt").write_bytes(data)
