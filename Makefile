@@ -11,7 +11,7 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
+.PHONY: setup node lab test lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# Front-end assets served locally (MathJax, configurable-http-proxy), pinned by package-lock.json.
+NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | sha256sum | cut -c1-16)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-*
+	@touch $(NODE_STAMP)
+
+node: $(NODE_STAMP)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --no-browser --port=$(PORT) $(ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
