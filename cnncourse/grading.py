@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
-from cnncourse import evaluation, shapes
+from cnncourse import evaluation, margins, shapes
 from cnncourse import grading_malaria as malaria
 
 __all__ = [
@@ -335,7 +335,9 @@ def assert_close(actual: object, expected: object, name: str = "output", *, rtol
     nan_mismatch = torch.isnan(a) != torch.isnan(e)
     error = (a - e).abs().nan_to_num(nan=0.0, posinf=float("inf"))
     error = torch.where(nan_mismatch, torch.full_like(error, float("inf")), error)
-    bad = (error > atol + rtol * e.abs().nan_to_num(nan=0.0)) | nan_mismatch
+    allowed = atol + rtol * e.abs().nan_to_num(nan=0.0)
+    bad = (error > allowed) | nan_mismatch
+    margins.record(name, "at_most", float((error / allowed).max()), 1.0)  # the worst error as a share of the tolerance
     if not bool(bad.any()):
         return
     flat = int(torch.argmax(error).item())
@@ -370,13 +372,16 @@ TOOLKIT: dict[str, object] = {
     "torch": torch, "F": F, "nn": nn, "math": math, "shapes": shapes,
     "assert_close": assert_close, "assert_type": assert_type, "from_scratch": from_scratch,
     "inputs_unchanged": inputs_unchanged, "malaria": malaria,
+    "within": margins.within, "at_least": margins.at_least, "at_most": margins.at_most,
+    "sample_like": margins.sample_like,
 }
 # Namespaces whose entries the tests rely on; any entry replaced or deleted since import fails the test.
 _WATCHED = {"builtins": builtins, "torch": torch, "torch.nn.functional": F, "torch.nn.init": nn.init,
             "torch.nn": nn, "torch.autograd": torch.autograd, "torch._C._nn": torch._C._nn,
             "torch._C._VariableFunctionsClass": torch._C._VariableFunctionsClass, "torch.Tensor": torch.Tensor,
             "torch._C.TensorBase": torch._C.TensorBase, "torch.nn.Module": nn.Module, "math": math,
-            "cnncourse.shapes": shapes, "cnncourse.grading_malaria": malaria, "cnncourse.evaluation": evaluation}
+            "cnncourse.shapes": shapes, "cnncourse.grading_malaria": malaria, "cnncourse.evaluation": evaluation,
+            "cnncourse.margins": margins}
 
 
 def _entries(namespace: object) -> dict[str, object]:
@@ -453,8 +458,11 @@ def pass_marker(grade_id: str, key: str | None) -> str:
     return f"{line} [{hashlib.sha256(f'{key}:{grade_id}'.encode()).hexdigest()[:16]}]"
 
 
-def graded_test(grade_id: str) -> Callable[[Callable], None]:
+def graded_test(grade_id: str, *, seed: int | None = None) -> Callable[[Callable], None]:
     """Run the decorated test function now, as the test of grade cell ``grade_id``; see the module doc.
+
+    torch is seeded from ``grade_id`` (``seed`` replaces that seed: ``benchmarks/grading_margins.py`` runs the
+    reference's checks over many seeds; test cells never pass it).
 
     Parameters named like :data:`TOOLKIT` entries get those; any other parameter gets the notebook's
     global of that name (the student's answer). Warnings raised while the test runs are printed on stdout,
@@ -477,7 +485,7 @@ def graded_test(grade_id: str) -> Callable[[Callable], None]:
         test = types.FunctionType(test.__code__, {"__builtins__": _BUILTINS, "__name__": "graded_test"},
                                   test.__name__, test.__defaults__, test.__closure__)
         rng = torch.get_rng_state()
-        torch.manual_seed(zlib.crc32(grade_id.encode()))
+        torch.manual_seed(zlib.crc32(grade_id.encode()) if seed is None else seed)
         try:
             with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
                 warnings.simplefilter("always")
