@@ -64,8 +64,8 @@ def test_checks_record_what_they_compare():
             margins.at_most(0.5, 0.2, "y")
         with pytest.raises(AssertionError, match=r"z nan"):
             margins.within(float("nan"), 0.0, 1.0, "z")
-    assert [(m.kind, round(m.value, 9), round(m.bar, 9)) for m in log[:3]] == [("within", 1.0, 6.0), ("at_least", 0.95, 0.93),
-                                                                     ("at_most", 0.5, 0.2)]
+    got = [(m.kind, round(m.value, 9), round(m.bar, 9)) for m in log[:3]]
+    assert got == [("within", 1.0, 6.0), ("at_least", 0.95, 0.93), ("at_most", 0.5, 0.2)]
     assert [round(m.margin, 9) for m in log[:3]] == [5.0, 0.02, -0.3]
     margins.within(0.5, 0.0, 1.0, "outside any recording")  # not logged anywhere
     with margins.recording() as fresh:
