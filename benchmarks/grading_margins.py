@@ -12,6 +12,9 @@ minimum, median and maximum of its measured value, and the worst margin.
     python benchmarks/grading_margins.py                      # every assignment, 20 seeds, 1 and 2 threads
     python benchmarks/grading_margins.py --assignment a3-architectures --seeds 20
     python benchmarks/grading_margins.py --check --capability default   # CI: the cells' own seeds must pass
+
+The unit tests of ``cnncourse.train`` that train (``TRAIN_CHECKS``: functions taking a seed) are measured the
+same way, as the suite ``train``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ CELLS = {
     "a3-architectures": ["test_design_accuracy"],
     "a4-malaria": ["test_normalisation"],
 }
+# The unit tests of cnncourse.train whose outcome depends on training: module -> check functions taking a seed.
+TRAIN_CHECKS = {"tests.test_train_loop": ["check_fit_on_blobs"],
+                "tests.test_train_tensors": ["check_fit_tensors_on_cells"]}
+SUITES = [*CELLS, "train"]
 CAPABILITIES = ("default", "avx2", "avx512")
 DNNL_ISA = {"default": "SSE41", "avx2": "AVX2", "avx512": "AVX512_CORE"}  # oneDNN's matching limit
 _DECORATOR = re.compile(r'@graded_test\((["\'])(\w+)\1\)')
@@ -81,13 +88,16 @@ def worker(aid: str, seeds: list[int | None], threads: int) -> dict:
     from cnncourse import margins
 
     torch.set_num_threads(threads)
+    if aid == "train":
+        return _train_worker(seeds)
     os.environ["NBGRADER_EXECUTION"] = "autograde"  # the notebook skips its own training, as at grading time
     os.chdir(ROOT / "solutions" / aid)
     setup, tests = _cells(aid)
     namespace: dict = {"__name__": "__main__"}
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         for source in setup:
-            exec(compile(source, "<setup cell>", "exec"), namespace)
+            with contextlib.suppress(Exception):  # as in nbgrader, a failing cell does not stop the notebook
+                exec(compile(source, "<setup cell>", "exec"), namespace)
     out: dict = {}
     for grade_id, source in tests.items():
         runs, failures = [], []
@@ -100,6 +110,27 @@ def worker(aid: str, seeds: list[int | None], threads: int) -> dict:
                     failures.append({"seed": seed, "error": str(err)})
             runs.append([m.as_dict() for m in log])
         out[grade_id] = {"runs": runs, "failures": failures}
+    return out
+
+
+def _train_worker(seeds: list[int | None]) -> dict:
+    import importlib
+
+    from cnncourse import margins
+
+    out: dict = {}
+    for module, names in TRAIN_CHECKS.items():
+        for name in names:
+            check = getattr(importlib.import_module(module), name)
+            runs, failures = [], []
+            for seed in seeds:
+                with margins.recording() as log:
+                    try:
+                        check(0 if seed is None else seed)
+                    except AssertionError as err:
+                        failures.append({"seed": seed, "error": str(err)})
+                runs.append([m.as_dict() for m in log])
+            out[f"{module}.{name}"] = {"runs": runs, "failures": failures}
     return out
 
 
@@ -156,7 +187,8 @@ def summarise(results: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assignment", action="append", choices=sorted(CELLS), help="default: all")
+    parser.add_argument("--assignment", action="append", choices=SUITES,
+                        help="an assignment, or 'train' for the unit tests of cnncourse.train (default: all)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per configuration (default 20)")
     parser.add_argument("--threads", default="1,2", help="torch thread counts, comma-separated (default 1,2)")
     parser.add_argument("--capability", default=",".join(CAPABILITIES),
@@ -167,7 +199,7 @@ def main() -> None:
     parser.add_argument("--seed-list", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    aids = args.assignment or list(CELLS)
+    aids = args.assignment or SUITES
     if args.worker:
         print(json.dumps(worker(aids[0], json.loads(args.seed_list), int(args.threads))))
         return
@@ -190,19 +222,16 @@ def main() -> None:
         sys.exit(1 if failures else 0)
     import torch
 
-    report = {
-        "what": __doc__.split("\n\n")[0].replace("\n", " "),
-        "machine": {"cpu": _cpu_model(), "torch": torch.__version__, "native": torch.backends.cpu.get_cpu_capability(),
-                    "python": platform.python_version()},
-        "seeds": args.seeds, "threads": threads, "capabilities": [c or "native" for c in caps],
-        "seconds": round(time.time() - start),
-        "assignments": summary,
-    }
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if old.get("assignments") and set(aids) != set(CELLS):  # a partial run keeps the other assignments
-        report["assignments"] = {**old["assignments"], **summary}
+    run = {"seeds": args.seeds, "threads": threads, "capabilities": [c or "native" for c in caps],
+           "quick": os.environ.get("CNNCOURSE_QUICK", "1"), "seconds": round(time.time() - start),
+           "machine": {"cpu": _cpu_model(), "torch": torch.__version__,
+                       "native": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version()}}
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report["what"] = __doc__.split("\n\n")[0].replace("\n", " ")
+    report.setdefault("runs", {}).update({aid: run for aid in aids})  # a partial run keeps the other assignments
+    report.setdefault("assignments", {}).update(summary)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out} in {report['seconds']} s; failures: {len(failures)}", file=sys.stderr)
+    print(f"wrote {args.out} in {run['seconds']} s; failures: {len(failures)}", file=sys.stderr)
 
 
 def _cpu_model() -> str:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from cnncourse.margins import at_least, at_most
 from cnncourse.train import EarlyStopping, History, Metrics, evaluate, fit, predict
 
 
@@ -18,29 +19,41 @@ def _blobs(n=256, seed=0):
     return TensorDataset(x, y)
 
 
-def _loaders(batch_size=32):
-    g = torch.Generator().manual_seed(0)
-    return (DataLoader(_blobs(seed=0), batch_size=batch_size, shuffle=True, generator=g),
-            DataLoader(_blobs(128, seed=1), batch_size=64))
+def _loaders(batch_size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (DataLoader(_blobs(seed=2 * seed), batch_size=batch_size, shuffle=True, generator=g),
+            DataLoader(_blobs(128, seed=2 * seed + 1), batch_size=64))
 
 
-def _model():
-    torch.manual_seed(0)
+def _model(seed=0):
+    torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
 
 
+def check_fit_on_blobs(seed: int = 0) -> None:
+    """Five epochs of SGD on the blobs: what training must achieve whatever the seed, threads or CPU kernels
+    (``benchmarks/grading_margins.py`` measures these quantities over 20 seeds x 1, 2 threads x 3 kernel sets)."""
+    train, val = _loaders(seed=seed)
+    model = _model(seed)
+    before = evaluate(model, val)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    h = fit(model, train, val, epochs=5, optimizer=opt, scheduler=sched, device="cpu", progress=False)
+    at_most(h.train_loss[-1] / h.train_loss[0], 0.5, "blobs: last / first training loss")
+    at_most(h.val_loss[-1] / before.loss, 0.5, "blobs: validation loss after / before training")
+    at_least(h.val_acc[-1], 0.97, "blobs: validation accuracy")
+
+
 def test_fit_lowers_the_loss_and_fills_the_history():
+    check_fit_on_blobs(0)
     train, val = _loaders()
     model = _model()
-    before = evaluate(model, val)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     h = fit(model, train, val, epochs=5, optimizer=opt, scheduler=sched, device="cpu", progress=False)
     assert isinstance(h, History) and h.epochs == 5
     for name in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "wall_time"):
         assert len(getattr(h, name)) == 5, name
-    assert h.train_loss[-1] < h.train_loss[0] / 2
-    assert h.val_loss[-1] < before.loss / 2 and h.val_acc[-1] > 0.97
     assert h.lr == [0.1, 0.1, 0.05, 0.05, 0.025]  # the rate each epoch trained with, stepped per epoch
     assert h.wall_time == sorted(h.wall_time) and h.wall_time[0] > 0
     assert h.best_epoch == min(range(5), key=h.val_loss.__getitem__) and not h.stopped_early
