@@ -11,7 +11,7 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup node lab test lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
+.PHONY: setup node lab test test-fast lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	CNNCOURSE_QUICK=1 $(PY) -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 tests lectures solutions
+
+# The package and grading logic without notebooks, kernels, servers or browsers (conftest.py's SLOW_MODULES).
+test-fast: $(STAMP) lint
+	CNNCOURSE_QUICK=1 $(PY) -m pytest -n $(JOBS) -q -m "not slow" tests
 
 # Re-execute every lecture in full (CNNCOURSE_QUICK=0), write outputs back without volatile metadata, and record
 # full and quick wall times in benchmarks/results/notebook_times.json. NOTEBOOKS=lectures/03_pooling.ipynb for one.

@@ -4,6 +4,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 # Notebooks read CNNCOURSE_QUICK to shrink data and epochs; kernels started by nbval inherit it.
 os.environ.setdefault("CNNCOURSE_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -11,6 +13,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # The student release is generated (its answer cells are empty) and nbgrader's working folders hold
 # submissions: neither is a notebook that must run.
 collect_ignore_glob = ["assignments/*", ".nbgrader/*", "benchmarks/*"]
+
+# `make test-fast` (-m "not slow") runs the package and grading logic only: these modules start kernels, servers
+# or browsers, grade whole batches or train (tests/.. paths); notebooks under lectures/ and solutions/ too.
+SLOW_MODULES = {"test_assignments.py", "test_browser.py", "test_lab_smoke.py", "test_grading_margins.py",
+                "test_cli_malaria.py", "test_data_malaria_real.py", "test_autograde_harness.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path
+        if path.suffix == ".ipynb" or path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 # nbval runs the solution notebooks in place, and A4's quick run saves its (useless) model.pt beside itself. A
 # model.pt trained there by a full run is set aside before the session and put back after it (an interrupted
