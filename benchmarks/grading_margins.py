@@ -20,6 +20,7 @@ same way, as the suite ``train``.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -197,6 +198,7 @@ def main() -> None:
                         help="run each cell once with its own seed and exit 1 if any check fails (CI)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed-list", help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes at a time (default 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     aids = args.assignment or SUITES
@@ -208,12 +210,16 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     results: dict = {aid: {} for aid in aids}
     start = time.time()
-    for aid in aids:
-        for cap in caps:
-            for t in threads:
-                t0 = time.time()
-                results[aid][f"{cap or 'native'}/{t}"] = _spawn(aid, cap, t, seeds)
-                print(f"{aid} {cap or 'native'} threads={t}: {time.time() - t0:.0f} s", file=sys.stderr)
+
+    def one(job: tuple[str, str | None, int]) -> None:
+        aid, cap, t = job
+        t0 = time.time()
+        results[aid][f"{cap or 'native'}/{t}"] = _spawn(aid, cap, t, seeds)
+        print(f"{aid} {cap or 'native'} threads={t}: {time.time() - t0:.0f} s", file=sys.stderr)
+
+    jobs = [(aid, cap, t) for aid in aids for cap in caps for t in threads]
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:  # each job is a worker process
+        list(pool.map(one, jobs))
     summary = {aid: summarise(r) for aid, r in results.items()}
     failures = [(aid, gid, f) for aid, cells in summary.items() for gid, c in cells.items() for f in c["failures"]]
     if args.check:

@@ -396,5 +396,5 @@ seed = torch.manual_seed
 torch.manual_seed = functools.wraps(seed)(lambda s: seed(0))
 assert g._tampered() == ["torch.manual_seed"], g._tampered()
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
