@@ -416,11 +416,12 @@ def init_explorer():
     controls = {
         "scheme": widgets.Dropdown(options=list(INIT_SCHEMES), value="xavier_normal", description="scheme"),
         "activation": widgets.ToggleButtons(options=list(ACTIVATIONS), value="tanh", description="activation",
-                                            style={"button_width": "70px"}),
+                                            style={"button_width": "76px"}, layout=widgets.Layout(width="auto")),
         "gain": widgets.FloatSlider(1.0, min=0.25, max=3.0, step=0.25, description="gain"),
         "depth": widgets.IntSlider(6, 1, 10, description="depth"),
     }
-    # two rows (menus, then sliders): three controls in a row squeeze the toggle into two lines of buttons
+    # two rows (menus, then sliders), the toggle as wide as its buttons: in the default 300 px a widget gets, and
+    # three to a row, its label and buttons wrapped onto two lines
     return _explorer("init", draw_init, controls, rows=[["scheme", "activation"], ["gain", "depth"]])
 
 
