@@ -329,6 +329,13 @@ def draw_batchnorm(batch_size: int = 32, mode: str = "train") -> Figure:
 # The widgets (ipywidgets imported only here).
 
 
+def _toggle_layout():
+    """A toggle as wide as its buttons, its label level with them (in JupyterLab it sits above them otherwise)."""
+    import ipywidgets as widgets
+
+    return widgets.Layout(display="flex", width="auto", align_items="center")
+
+
 def _explorer(name: str, draw: Callable[..., Figure], controls: dict, header=None,
               on_change: Callable | None = None, rows: list[list[str]] | None = None):
     """Controls + an Output that re-renders ``draw(**values)`` whenever a control moves.
@@ -416,7 +423,7 @@ def init_explorer():
     controls = {
         "scheme": widgets.Dropdown(options=list(INIT_SCHEMES), value="xavier_normal", description="scheme"),
         "activation": widgets.ToggleButtons(options=list(ACTIVATIONS), value="tanh", description="activation",
-                                            style={"button_width": "76px"}, layout=widgets.Layout(width="auto")),
+                                            style={"button_width": "76px"}, layout=_toggle_layout()),
         "gain": widgets.FloatSlider(1.0, min=0.25, max=3.0, step=0.25, description="gain"),
         "depth": widgets.IntSlider(6, 1, 10, description="depth"),
     }
@@ -432,6 +439,7 @@ def batchnorm_explorer():
     controls = {
         "batch_size": widgets.SelectionSlider(options=[1, 2, 4, 8, 16, 32, 64, 128, 256], value=32,
                                               description="batch size"),
-        "mode": widgets.ToggleButtons(options=["train", "eval"], value="train", description="mode"),
+        "mode": widgets.ToggleButtons(options=["train", "eval"], value="train", description="mode",
+                                      style={"button_width": "76px"}, layout=_toggle_layout()),
     }
     return _explorer("batchnorm", draw_batchnorm, controls)
