@@ -91,7 +91,7 @@ def running_lab(root_dir: Path, workdir: Path, extra_args: Sequence[str] = (), e
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=root_dir)
         lab = Lab(f"http://127.0.0.1:{port}", token, log_path)
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120  # a loaded 2-core machine: torch is imported by nbgrader_config.py
             while True:
                 try:
                     if http_get(lab.url("api/status"))[0] == 200:
