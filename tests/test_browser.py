@@ -311,6 +311,8 @@ def test_no_jupyter_news_toast(lab, page, tmp_path):
         assert fetch_news == "false"
         page.wait_for_timeout(2000)  # the announcements plugin shows its toast right after the restore
         assert page.get_by_text(NEWS).count() == 0
+        # the status bar's bell counts notifications (toasts included): the asking toast made it 1
+        assert page.locator(".jp-Notification-Status-Text").inner_text().strip() == "0"
         assert not page.console_errors, f"console errors: {page.console_errors}"
 
 
@@ -361,6 +363,16 @@ def gradebook_score(page: Page, lab, assignment: str) -> float:
     return float(re.search(r"([\d.]+)\s*/\s*[\d.]+", row.inner_text()).group(1))
 
 
+def wait_for_mathjax(page: Page) -> None:
+    """Until the formgrader's page has typeset its math (formgrade.js sets MathJax.loaded at MathJax's end)."""
+    try:
+        page.wait_for_function("() => window.MathJax && MathJax.loaded === true", timeout=60_000)
+    except Exception as err:
+        scripts = page.eval_on_selector_all("script[src*='MathJax'], script[src*='mathjax']", "s => s.map(x => x.src)")
+        raise AssertionError(f"MathJax did not load from {scripts}: offline it must be the course's copy (make node, "
+                             "jupyter/data/nbconvert/templates/formgrade/mathjax.html.j2)") from err
+
+
 def test_formgrader_hand_grading_with_math_and_no_banner(lab, course, graded, page, tmp_path):
     with screenshot_on_failure(page, tmp_path / "formgrader.png"):
         page.goto(lab.url("formgrader"))
@@ -371,7 +383,7 @@ def test_formgrader_hand_grading_with_math_and_no_banner(lab, course, graded, pa
         assert before == graded["score"]
 
         page.goto(lab.url(f"formgrader/submissions/{graded['submission']}/"))
-        page.wait_for_function("() => window.MathJax && MathJax.loaded === true", timeout=60_000)
+        wait_for_mathjax(page)
         assert page.locator(".MathJax_CHTML").count() > 0, "no math typeset"
         raw = [t for t in page.locator(".text_cell_render").all_inner_texts() if re.search(r"\$[^$\s][^$]*\$", t)]
         assert not raw, f"math left as raw $...$: {raw[:3]}"
@@ -390,7 +402,7 @@ def test_formgrader_hand_grading_with_math_and_no_banner(lab, course, graded, pa
         page.screenshot(path=str(tmp_path / "formgrader_gradebook.png"))
 
         page.goto(lab.url(f"formgrader/submissions/{graded['submission']}/"))
-        page.wait_for_function("() => window.MathJax && MathJax.loaded === true", timeout=60_000)
+        wait_for_mathjax(page)
         assert page.locator(f"#{WRITTEN}").input_value() == "2"
         assert "stride divides" in page.locator(".panel", has=page.locator(f"#{WRITTEN}")).last.locator(
             "textarea.comment").input_value()
