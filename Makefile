@@ -31,13 +31,18 @@ $(NODE_STAMP): package.json package-lock.json
 
 node: $(NODE_STAMP)
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --no-browser --port=$(PORT) $(ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
+# The course's Jupyter settings (jupyter/README.md): no news toast; the formgrader's MathJax served from node_modules;
+# the venv's bin/ on PATH (the formgrader runs alembic when it creates the gradebook). tests/lab.py's course_env too.
+LAB_ENV := JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter/config$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} \
+	JUPYTER_PATH=$(CURDIR)/jupyter/data$${JUPYTER_PATH:+:$$JUPYTER_PATH} PATH="$(abspath $(VENV))/bin:$$PATH"
+
+lab: $(STAMP) node
+	$(LAB_ENV) $(VENV)/bin/jupyter lab --no-browser --port=$(PORT) $(ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) node lint
 	CNNCOURSE_QUICK=1 $(PY) -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 tests lectures solutions
 

@@ -67,3 +67,10 @@ c.GenerateFeedback.preprocessors = [
 # other non-notebook file with the source's) and refuses to start without the hidden grading patients.
 c.Autograde.exclude_overwriting = {"a4-malaria": ["model.pt"]}
 c.CnnCourseAutograde.required_env = {"a4-malaria": ["CNNCOURSE_GRADING_DATA"]}
+
+# The exchange root must exist, or the formgrader shows a banner, logs "Unwritable directory" at critical level
+# and cannot release or collect. Where it cannot be made (a shared root of a hub), nbgrader says so itself.
+try:
+    os.makedirs(c.Exchange.root, exist_ok=True)
+except OSError:
+    pass

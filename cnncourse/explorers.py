@@ -138,6 +138,8 @@ def draw_conv(size: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0,
 # Classic filters on a photo.
 
 SIGNED = ("diff_x", "diff_y", "sobel_x", "sobel_y")  # their outputs are signed: shown on a diverging map
+SIZED = ("box", "gaussian", "sharpen")  # the filters whose window size is a setting (the others have fixed shapes)
+SIGNED_PERCENTILE = 99.0  # the colour limit of a signed response: a few strong edges must not wash out the rest
 
 
 def _photo(image: torch.Tensor | str) -> torch.Tensor:
@@ -160,14 +162,16 @@ def draw_filter(image: torch.Tensor | str, name: str = "gaussian", sigma: float 
         size: window side of box, Gaussian and sharpen filters (odd; default 3, or the Gaussian's 3-sigma window).
 
     Differences and Sobel filters respond with signed values: they are applied to the grey image and shown
-    red (brighter to the right/below), blue (darker) and white (flat).
+    red (brighter to the right/below), blue (darker) and white (flat), on a symmetric colour scale up to the
+    :data:`SIGNED_PERCENTILE` th percentile of ``|response|`` (the strongest edges saturate; scaled to the
+    maximum, a few of them would leave the rest of the picture almost white).
     """
     x = _photo(image)
     if name not in FILTERS:
         raise ValueError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}.")
     if size is None:
         size = 2 * math.ceil(3 * sigma) + 1 if name == "gaussian" else 3
-    kernel = classic_filter(name, size if name in ("box", "gaussian", "sharpen") else 3, sigma)
+    kernel = classic_filter(name, size if name in SIZED else 3, sigma)
     fig, axes = new_figure(1, 3, panel=(3.2, 3.0), width_ratios=[1.3, 0.8, 1.3])
     shown = x.permute(1, 2, 0).numpy() if x.shape[0] == 3 else x[0].numpy()
     axes[0, 0].imshow(shown, cmap=None if x.shape[0] == 3 else "gray")
@@ -181,7 +185,7 @@ def draw_filter(image: torch.Tensor | str, name: str = "gaussian", sigma: float 
                          + (f", sigma {sigma:g}" if name == "gaussian" else ""))
     if name in SIGNED:
         response = filter_image(x.mean(0), kernel).numpy()
-        limit = float(np.abs(response).max()) or 1.0
+        limit = float(np.percentile(np.abs(response), SIGNED_PERCENTILE)) or float(np.abs(response).max()) or 1.0
         axes[0, 2].imshow(response, cmap="RdBu_r", vmin=-limit, vmax=limit)
     else:
         out = filter_image(x, kernel).clamp(0, 1)
@@ -285,8 +289,9 @@ def draw_batchnorm(batch_size: int = 32, mode: str = "train") -> Figure:
         bn.running_var.fill_(BN_STD**2)
     ax = axes[0, 0]
     ax.hist(means.numpy(), bins=30, range=(BN_MEAN - 3 * BN_STD, BN_MEAN + 3 * BN_STD), color="0.6")
-    ax.axvline(BN_MEAN, color="k", linestyle="--", label="true mean")
-    ax.axvline(float(bn.running_mean[0]), color="tab:green", label="running mean")
+    # the true mean is drawn over the (wider) running mean: at B = 1 the two are the same line and both show
+    ax.axvline(float(bn.running_mean[0]), color="tab:green", linewidth=3.5, label="running mean")
+    ax.axvline(BN_MEAN, color="k", linestyle="--", linewidth=1.2, label="true mean")
     ax.set_title(f"batch means, B={batch_size}\nspread {float(means.std()):.2f} "
                  f"(sigma/sqrt(B) = {BN_STD / math.sqrt(batch_size):.2f})", fontsize=9)
     ax.legend(fontsize=7)
@@ -324,8 +329,20 @@ def draw_batchnorm(batch_size: int = 32, mode: str = "train") -> Figure:
 # The widgets (ipywidgets imported only here).
 
 
-def _explorer(draw: Callable[..., Figure], controls: dict, header=None, on_change: Callable | None = None):
-    """Controls + an Output that re-renders ``draw(**values)`` whenever a control moves."""
+def _toggle_layout():
+    """A toggle as wide as its buttons, its label level with them (in JupyterLab it sits above them otherwise)."""
+    import ipywidgets as widgets
+
+    return widgets.Layout(display="flex", width="auto", align_items="center")
+
+
+def _explorer(name: str, draw: Callable[..., Figure], controls: dict, header=None,
+              on_change: Callable | None = None, rows: list[list[str]] | None = None):
+    """Controls + an Output that re-renders ``draw(**values)`` whenever a control moves.
+
+    ``rows`` groups the controls' names into rows (default: three per row); the box has the CSS classes
+    ``cnncourse-explorer`` and ``cnncourse-<name>-explorer``.
+    """
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -337,8 +354,13 @@ def _explorer(draw: Callable[..., Figure], controls: dict, header=None, on_chang
         display(fig)
 
     out = widgets.interactive_output(update, controls)
-    boxes = [widgets.HBox(list(controls.values())[i:i + 3]) for i in range(0, len(controls), 3)]
-    return widgets.VBox([*boxes, *([header] if header is not None else []), out])
+    names = list(controls)
+    rows = rows or [names[i:i + 3] for i in range(0, len(names), 3)]
+    boxes = [widgets.HBox([controls[n] for n in row]) for row in rows]
+    box = widgets.VBox([*boxes, *([header] if header is not None else []), out])
+    box.add_class("cnncourse-explorer")
+    box.add_class(f"cnncourse-{name}-explorer")
+    return box
 
 
 def conv_explorer(size: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0, dilation: int = 1):
@@ -365,24 +387,33 @@ def conv_explorer(size: int = 7, kernel: int = 3, stride: int = 1, padding: int 
         label.value = (f"<span style='color:#c00'>{text}</span>" if text.startswith("invalid")
                        else f"<b>{text}</b>")
 
-    return _explorer(draw_conv, controls, label, show_size)
+    return _explorer("conv", draw_conv, controls, label, show_size)
 
 
 def filter_explorer(image: torch.Tensor | str = "chelsea"):
-    """A filter menu, a Gaussian sigma and a window size over :func:`draw_filter` on ``image``."""
+    """A filter menu, a Gaussian sigma and a window size over :func:`draw_filter` on ``image``.
+
+    The size slider sets the window of box, Gaussian and sharpen (it starts at 7, the 3-sigma window of
+    sigma 1); a control the chosen filter ignores is disabled (sigma but for the Gaussian, size for the
+    fixed-shape differences and Sobel filters).
+    """
     import ipywidgets as widgets
 
     x = _photo(image)
     controls = {
         "name": widgets.Dropdown(options=list(FILTERS), value="gaussian", description="filter"),
         "sigma": widgets.FloatSlider(1.0, min=0.3, max=4.0, step=0.1, description="sigma"),
-        "size": widgets.IntSlider(5, 1, 15, step=2, description="size"),
+        "size": widgets.IntSlider(7, 1, 15, step=2, description="size"),
     }
 
-    def draw(name, sigma, size):
-        return draw_filter(x, name, sigma, size if name in ("box", "sharpen") else None)
+    def enable(values):
+        controls["sigma"].disabled = values["name"] != "gaussian"
+        controls["size"].disabled = values["name"] not in SIZED
 
-    return _explorer(draw, controls)
+    def draw(name, sigma, size):
+        return draw_filter(x, name, sigma, size if name in SIZED else None)
+
+    return _explorer("filter", draw, controls, on_change=enable)
 
 
 def init_explorer():
@@ -391,11 +422,14 @@ def init_explorer():
 
     controls = {
         "scheme": widgets.Dropdown(options=list(INIT_SCHEMES), value="xavier_normal", description="scheme"),
-        "activation": widgets.ToggleButtons(options=list(ACTIVATIONS), value="tanh", description="activation"),
+        "activation": widgets.ToggleButtons(options=list(ACTIVATIONS), value="tanh", description="activation",
+                                            style={"button_width": "76px"}, layout=_toggle_layout()),
         "gain": widgets.FloatSlider(1.0, min=0.25, max=3.0, step=0.25, description="gain"),
         "depth": widgets.IntSlider(6, 1, 10, description="depth"),
     }
-    return _explorer(draw_init, controls)
+    # two rows (menus, then sliders), the toggle as wide as its buttons: in the default 300 px a widget gets, and
+    # three to a row, its label and buttons wrapped onto two lines
+    return _explorer("init", draw_init, controls, rows=[["scheme", "activation"], ["gain", "depth"]])
 
 
 def batchnorm_explorer():
@@ -405,6 +439,7 @@ def batchnorm_explorer():
     controls = {
         "batch_size": widgets.SelectionSlider(options=[1, 2, 4, 8, 16, 32, 64, 128, 256], value=32,
                                               description="batch size"),
-        "mode": widgets.ToggleButtons(options=["train", "eval"], value="train", description="mode"),
+        "mode": widgets.ToggleButtons(options=["train", "eval"], value="train", description="mode",
+                                      style={"button_width": "76px"}, layout=_toggle_layout()),
     }
-    return _explorer(draw_batchnorm, controls)
+    return _explorer("batchnorm", draw_batchnorm, controls)

@@ -56,6 +56,21 @@ def _unpair(result: tuple[int, int], size: object) -> IntOrPair:
     return result[0] if isinstance(size, int) else result
 
 
+def _extent(k: int, d: int) -> str:
+    """``"9"``, or ``"9 (dilation 3 * (kernel_size 4 - 1) + 1)"`` when dilated: the extent is not the slider value."""
+    span = d * (k - 1) + 1
+    return str(span) if d == 1 else f"{span} (dilation {d} * (kernel_size {k} - 1) + 1)"
+
+
+def _smaller_kernel(k: int, d: int, padded: int) -> str:
+    """The settings that make a kernel fit ``padded`` cells, named as the caller passes them."""
+    largest = (padded - 1) // d + 1  # the largest kernel_size whose extent d*(k-1)+1 is <= padded
+    if d == 1:
+        return f"kernel_size <= {largest}"
+    dilation = (padded - 1) // (k - 1)  # k > 1 here: a 1-wide kernel always fits
+    return f"kernel_size <= {largest} at dilation {d}" + (f", or dilation <= {dilation}" if dilation >= 1 else "")
+
+
 def _conv_1d(size: int, k: int, s: int, p: int, d: int, strict: bool, axis: str) -> int:
     _check(size, f"size{axis}", 1)
     _check(k, f"kernel_size{axis}", 1)
@@ -67,8 +82,8 @@ def _conv_1d(size: int, k: int, s: int, p: int, d: int, strict: bool, axis: str)
     if room < 0:
         need = math.ceil((span - size) / 2)
         raise ShapeError(
-            f"kernel{axis} of extent {span} does not fit an input of size {size} padded by {p} "
-            f"(padded size {size + 2 * p}). Use a kernel of at most {size + 2 * p}, or padding >= {need}."
+            f"kernel{axis} of extent {_extent(k, d)} does not fit an input of size {size} padded by {p} "
+            f"(padded size {size + 2 * p}). Use {_smaller_kernel(k, d, size + 2 * p)}, or padding >= {need}."
         )
     if strict and room % s:
         pads = [q for q in range(p + 1, p + s + 1) if (size + 2 * q - span) % s == 0][:1]
@@ -139,8 +154,9 @@ def _pool_1d(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool, axis: s
     out = (room + (s - 1 if ceil_mode else 0)) // s + 1
     if out < 1:
         raise ShapeError(
-            f"pooling window{axis} of extent {span} does not fit an input of size {size} padded by {p}"
-            f"{' (even in ceil mode)' if ceil_mode else ''}. Use kernel_size <= {size + 2 * p} or a larger input."
+            f"pooling window{axis} of extent {_extent(k, d)} does not fit an input of size {size} padded by {p}"
+            f"{' (even in ceil mode)' if ceil_mode else ''}. "
+            f"Use {_smaller_kernel(k, d, size + 2 * p)}, or a larger input."
         )
     if ceil_mode and (out - 1) * s >= size + p:
         out -= 1  # the last window would start in the right padding only: PyTorch drops it

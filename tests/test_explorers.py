@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -70,6 +71,36 @@ def test_draw_filter_input_kernel_and_result(name):
     assert kernel_shown.shape == ((11, 11) if name == "gaussian" else (1, 2) if name == "diff_x" else (3, 3))
 
 
+def _signed_limit(fig: Figure) -> float:
+    low, high = fig.axes[2].get_images()[0].get_clim()
+    assert low == -high
+    return high
+
+
+@pytest.mark.parametrize("name", ["diff_x", "sobel_x", "sobel_y"])
+def test_draw_filter_signed_colour_limit_is_robust_to_a_few_strong_edges(name):
+    """One bright dot must not set the scale: the limit is a high percentile of |response|, not its maximum."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 40, 40, generator=g) * 0.2 + 0.4
+    image[0, 20, 20] = 50.0  # the outlier: its edge response is about 100 times the rest
+    fig = explorers.draw_filter(image, name)
+    response = fig.axes[2].get_images()[0].get_array()
+    limit = _signed_limit(fig)
+    assert limit == pytest.approx(float(np.percentile(np.abs(response), explorers.SIGNED_PERCENTILE)))
+    assert limit < float(np.abs(response).max()) / 10
+    flat = explorers.draw_filter(torch.zeros(1, 8, 8), name)  # a black image responds 0 everywhere
+    assert _signed_limit(flat) == 1.0
+
+
+def test_draw_filter_gaussian_uses_the_given_size():
+    assert fig_kernel(explorers.draw_filter(torch.rand(3, 20, 20), "gaussian", 1.0, 9)).shape == (9, 9)
+    assert "gaussian 9x9" in explorers.draw_filter(torch.rand(3, 20, 20), "gaussian", 1.0, 9).axes[1].get_title()
+
+
+def fig_kernel(fig: Figure):
+    return fig.axes[1].get_images()[0].get_array()
+
+
 def test_draw_init_one_panel_per_layer_and_the_vanishing_it_shows():
     fig = explorers.draw_init("small_normal", depth=4, activation="tanh", width=64)
     assert len(fig.axes) == 8 and all(ax.patches for ax in fig.axes)
@@ -99,6 +130,19 @@ def test_draw_batchnorm_train_mode_depends_on_the_batch_eval_does_not(batch_size
     spread = float(fig.axes[1].get_title().split("std ")[1])
     assert (spread > 0.05) if mode == "train" else (spread == 0.0)
     assert f"B={batch_size}" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_draw_batchnorm_true_mean_is_drawn_over_the_running_mean(batch_size):
+    """At B = 1 the running mean stays at the true mean: the dashed true-mean line must lie on top of it."""
+    ax = explorers.draw_batchnorm(batch_size, "eval").axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    true, running = lines["true mean"], lines["running mean"]
+    drawn = ax.get_children()
+    assert (true.get_zorder(), drawn.index(true)) > (running.get_zorder(), drawn.index(running))
+    assert running.get_linewidth() > true.get_linewidth() and true.get_linestyle() == "--"
+    if batch_size == 1:
+        assert true.get_xdata()[0] == running.get_xdata()[0] == explorers.BN_MEAN
 
 
 def test_draw_batchnorm_of_one_sample_in_train_mode_shows_the_error():
@@ -141,10 +185,53 @@ def test_conv_explorer_redraws_and_its_label_follows_the_stride(shown):
     assert len(shown) > 10
 
 
+@pytest.mark.parametrize("size, kernel, padding, dilation", [(6, 3, 0, 3), (5, 5, 0, 2), (4, 7, 1, 3), (3, 7, 0, 1),
+                                                             (6, 5, 0, 2)])
+def test_conv_explorer_says_which_number_to_change_when_the_kernel_does_not_fit(size, kernel, padding, dilation):
+    """The hint names the kernel slider's value (not the dilated extent) and the dilation that fit."""
+    text = explorers.conv_output_text(size, kernel, 1, padding, dilation)
+    assert text.startswith("invalid") and "does not fit" in text
+    largest = int(text.split("kernel_size <= ")[1].split()[0].rstrip(","))
+    conv_output_size(size, largest, 1, padding, dilation)
+    with pytest.raises(ShapeError):
+        conv_output_size(size, largest + 1, 1, padding, dilation)
+    if dilation > 1:
+        assert f"dilation {dilation} * (kernel_size {kernel} - 1) + 1" in text
+        if "dilation <= " in text:
+            most = int(text.split("dilation <= ")[1].split()[0].rstrip(","))
+            conv_output_size(size, kernel, 1, padding, most)
+            with pytest.raises(ShapeError):
+                conv_output_size(size, kernel, 1, padding, most + 1)
+
+
+def test_filter_explorer_size_acts_on_the_gaussian_and_unused_controls_are_disabled(shown):
+    controls = _controls(explorers.filter_explorer(torch.rand(3, 24, 24)))
+    assert fig_kernel(shown[-1]).shape == (7, 7) and controls["size"].value == 7  # the title matches the slider
+    assert "gaussian 7x7" in shown[-1].axes[1].get_title()
+    controls["size"].value = 9
+    assert fig_kernel(shown[-1]).shape == (9, 9)
+    assert not controls["sigma"].disabled and not controls["size"].disabled
+    for name, sigma_on, size_on in [("box", False, True), ("sharpen", False, True), ("sobel_x", False, False),
+                                    ("diff_y", False, False), ("gaussian", True, True)]:
+        controls["filter"].value = name
+        assert (controls["sigma"].disabled, controls["size"].disabled) == (not sigma_on, not size_on), name
+    controls["filter"].value = "box"
+    controls["size"].value = 3
+    assert fig_kernel(shown[-1]).shape == (3, 3)
+
+
+def test_init_explorer_puts_menus_and_sliders_on_two_rows():
+    import ipywidgets as widgets
+
+    box = explorers.init_explorer()
+    rows = [[c.description for c in row.children] for row in box.children if isinstance(row, widgets.HBox)]
+    assert rows == [["scheme", "activation"], ["gain", "depth"]]
+
+
 def test_the_other_explorers_redraw_over_their_settings(shown):
     filters = explorers.filter_explorer(torch.rand(3, 16, 16))
     controls = _controls(filters)
-    controls["size"].value = 7
+    controls["size"].value = 9
     for name in controls["filter"].options:
         controls["filter"].value = name
     init = _controls(explorers.init_explorer())
