@@ -325,7 +325,11 @@ def draw_batchnorm(batch_size: int = 32, mode: str = "train") -> Figure:
 
 
 def _explorer(draw: Callable[..., Figure], controls: dict, header=None, on_change: Callable | None = None):
-    """Controls + an Output that re-renders ``draw(**values)`` whenever a control moves."""
+    """Controls + an Output that re-renders ``draw(**values)`` whenever a control moves.
+
+    The returned box's ``figure()`` draws the view its controls show now, as a new Matplotlib figure (the
+    course site's static picture of an explorer's default view).
+    """
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -338,7 +342,9 @@ def _explorer(draw: Callable[..., Figure], controls: dict, header=None, on_chang
 
     out = widgets.interactive_output(update, controls)
     boxes = [widgets.HBox(list(controls.values())[i:i + 3]) for i in range(0, len(controls), 3)]
-    return widgets.VBox([*boxes, *([header] if header is not None else []), out])
+    box = widgets.VBox([*boxes, *([header] if header is not None else []), out])
+    box.figure = lambda: draw(**{name: control.value for name, control in controls.items()})
+    return box
 
 
 def conv_explorer(size: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0, dilation: int = 1):
