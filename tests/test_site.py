@@ -199,9 +199,10 @@ def test_every_internal_link_resolves(visits, server, site):
 def solution_only_lines() -> set[str]:
     """Lines (20+ characters) inside solutions/' solution, hidden-test and marking-guide blocks that no public
     file (lectures, student releases, the package, the README) contains."""
-    public = " ".join(path.read_text() for pattern in ("lectures/*.ipynb", "assignments/*/*.ipynb", "cnncourse/**/*.py",
-                                                       "README.md") for path in ROOT.glob(pattern))
-    public = " ".join(public.split())
+    public = [c.source for pattern in ("lectures/*.ipynb", "assignments/*/*.ipynb") for path in ROOT.glob(pattern)
+              for c in nbformat.read(path, as_version=4).cells]
+    public += [path.read_text() for path in [*ROOT.glob("cnncourse/**/*.py"), ROOT / "README.md"]]
+    public = " ".join(" ".join(public).split())
     lines = set()
     for path in ROOT.glob("solutions/*/*.ipynb"):
         for cell in nbformat.read(path, as_version=4).cells:
@@ -215,7 +216,7 @@ def test_the_site_has_no_solution_hidden_test_or_marking_guide_text(site):
     assert len(secret) > 100  # the check has something to find: solutions/ hold that much the public does not
     texts = {}
     for path in site.rglob("*"):
-        if path.suffix in (".html", ".js", ".txt", ".ipynb", ".json") and "mathjax" not in path.parts:
+        if path.suffix in (".html", ".js", ".txt", ".md", ".ipynb", ".json") and "mathjax" not in path.parts:
             raw = path.read_text(errors="replace")
             texts[path] = raw + " " + text_of_html(raw) if path.suffix == ".html" else raw
             if path.suffix == ".ipynb":
