@@ -13,7 +13,8 @@ records what happened; the tests then check that record:
 * explorers shown as pictures, API functions linked back to the lectures that use them, launch links built.
 
 Screenshots of the home page and of lecture 01 are saved under the pytest temp folder (``home.png``,
-``lecture01.png``, ``lecture01_explorer.png``: the conv explorer's picture). Cost: about 1-2 minutes (build 50-60 s of CPU, then about 60 pages in the browser).
+``lecture01.png``, ``lecture01_explorer.png``: the conv explorer's picture). Cost: about 1-2 minutes (build 50-60 s
+of CPU, then about 60 pages in the browser).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def text_of_html(page: str) -> str:
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_site.py"), "--out", str(out)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+                            capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, f"make site failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return out / "_build" / "html"
 
