@@ -236,6 +236,19 @@ def replace_explorer_outputs(nb, where: str) -> int:
 # Staging.
 
 
+def repository_links(text: str, rel: str, staged: set[str], blob: str) -> str:
+    """Markdown links from ``rel`` to repository files the site does not have (``../README.md``) -> ``blob`` URLs."""
+
+    def fix(match: re.Match) -> str:
+        target, _, anchor = match.group(1).partition("#")
+        path = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+        if not target or re.match(r"[a-z]+:", target) or path in staged or path.startswith(".."):
+            return match.group(0)
+        return f"]({blob}{path}{'#' + anchor if anchor else ''})"
+
+    return re.sub(r"\]\(([^)\s]+)\)", fix, text)
+
+
 def api_modules() -> dict[str, list[str]]:
     """Top-level cnncourse modules -> the modules documented on their page (a package and its submodules)."""
     import pkgutil
@@ -283,6 +296,9 @@ def stage(src: Path) -> dict:
     titles, explorers, trees_of = {}, 0, {}
     sources = [lecture.path for lecture in lectures]
     sources += [f"assignments/{a.id}/{a.id}.ipynb" for a in assignments]
+    symbols = [p for p in sorted(ROOT.glob("lectures/symbols.*")) if p.suffix in (".md", ".ipynb")][:1]
+    staged = {*sources, *(p.relative_to(ROOT).as_posix() for p in symbols)}
+    blob = f"{settings['repo_url'].rstrip('/')}/blob/{settings['branch']}/"
     for rel in sources:
         if not (ROOT / rel).exists():
             raise SiteError(f"README.md lists {rel}, which does not exist.")
@@ -292,6 +308,9 @@ def stage(src: Path) -> dict:
         if rel.startswith("lectures/"):
             explorers += replace_explorer_outputs(nb, rel)
         trees_of[doc] = [t for c in nb.cells if c.cell_type == "code" and (t := _parse(c.source)) is not None]
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = repository_links(cell.source, rel, staged, blob)
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, src / rel)
 
@@ -310,9 +329,7 @@ def stage(src: Path) -> dict:
     (generated / "assignments.md").write_text("\n".join(rows) + "\n")
 
     # Instructor guide: the README section, with links into the repository made absolute.
-    guide = readme_section(readme, "For instructors")
-    blob = f"{settings['repo_url'].rstrip('/')}/blob/{settings['branch']}/"
-    guide = re.sub(r"\]\((?!https?://|#)([^)]+)\)", lambda m: f"]({blob}{m.group(1)})", guide)
+    guide = repository_links(readme_section(readme, "For instructors"), "README.md", staged, blob)
     (generated / "instructors.md").write_text(guide)
 
     # API pages and the notebooks' uses of each function and class.
@@ -335,10 +352,12 @@ def stage(src: Path) -> dict:
     (generated / "uses.json").write_text(json.dumps(uses, indent=1, ensure_ascii=False))
 
     # The symbol table, when the course has one.
-    symbols = sorted(ROOT.glob("lectures/symbols.*"))
-    symbols = [p for p in symbols if p.suffix in (".md", ".ipynb")][:1]
     for path in symbols:
-        shutil.copy2(path, src / "lectures" / path.name)
+        if path.suffix == ".md":
+            text = repository_links(path.read_text(), f"lectures/{path.name}", staged, blob)
+            (src / "lectures" / path.name).write_text(text)
+        else:
+            shutil.copy2(path, src / "lectures" / path.name)
         reference.insert(0, {"file": f"lectures/{path.stem}"})
     (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
 
