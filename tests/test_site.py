@@ -100,6 +100,8 @@ def server(site):
 VISIT = """async () => {
     const startup = window.MathJax && window.MathJax.startup;
     if (startup && startup.promise) await startup.promise;
+    void document.body.offsetHeight;  // lay the typeset math out, so its fonts start loading
+    await document.fonts.ready;  // (leaving the page while they load would abort them)
     const images = [...document.images];
     images.forEach(i => { i.loading = 'eager'; });
     await Promise.all(images.map(i => i.decode().catch(() => null)));
