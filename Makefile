@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make lab    create/refresh .venv, install the course, open JupyterLab on it
-#   make test   the same set-up, then ruff and every test (package, notebooks, nbgrader round trips)
+#   make test   the same set-up, then ruff and every test (package, notebooks, nbgrader round trips, the site)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,12 +11,12 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup node lab test test-fast lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
+.PHONY: setup node site lab test test-fast lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[course,test]'
+	$(PY) -m pip install --quiet -e '.[course,test,site]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -42,7 +42,7 @@ lab: $(STAMP) node
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) node lint
+test: $(STAMP) $(NODE_STAMP) lint
 	CNNCOURSE_QUICK=1 $(PY) -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 tests lectures solutions
 
@@ -55,6 +55,13 @@ test-fast: $(STAMP) lint
 NOTEBOOKS ?=
 notebooks: $(STAMP)
 	$(PY) scripts/run_notebooks.py $(if $(NOTEBOOKS),$(NOTEBOOKS),--all)
+
+# The course website (Jupyter Book 1.x) from the committed notebooks, offline, into _site/ (git-ignored); the build
+# time goes to benchmarks/results/site_build.json. Open _site/_build/html/index.html, or serve it:
+#   python3 -m http.server --bind 127.0.0.1 --directory _site/_build/html 8000
+# CNNCOURSE_HUB_URL, CNNCOURSE_REPO_URL, CNNCOURSE_REPO_BRANCH set the launch links (defaults: site/_config.yml).
+site: $(STAMP) $(NODE_STAMP)
+	$(PY) scripts/build_site.py --out _site --benchmark benchmarks/results/site_build.json
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -341,7 +341,8 @@ def _explorer(name: str, draw: Callable[..., Figure], controls: dict, header=Non
     """Controls + an Output that re-renders ``draw(**values)`` whenever a control moves.
 
     ``rows`` groups the controls' names into rows (default: three per row); the box has the CSS classes
-    ``cnncourse-explorer`` and ``cnncourse-<name>-explorer``.
+    ``cnncourse-explorer`` and ``cnncourse-<name>-explorer``. The returned box's ``figure()`` draws the view its
+    controls show now, as a new Matplotlib figure (the course site's static picture of an explorer's default view).
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -360,6 +361,7 @@ def _explorer(name: str, draw: Callable[..., Figure], controls: dict, header=Non
     box = widgets.VBox([*boxes, *([header] if header is not None else []), out])
     box.add_class("cnncourse-explorer")
     box.add_class(f"cnncourse-{name}-explorer")
+    box.figure = lambda: draw(**{key: control.value for key, control in controls.items()})
     return box
 
 

@@ -246,6 +246,17 @@ def test_the_other_explorers_redraw_over_their_settings(shown):
     assert len(shown) == (1 + 1 + 7) + (1 + 1 + 5 + 2) + (1 + 3) and all(isinstance(f, Figure) for f in shown)
 
 
+def test_figure_draws_the_view_the_controls_show(shown):
+    """``figure()`` (the site's static picture) is the view the explorer displays, before and after a move."""
+    widget = explorers.conv_explorer()
+    assert _texts(widget.figure()) == _texts(shown[-1])
+    assert "output 5x5" in _texts(widget.figure())
+    _controls(widget)["stride"].value = 2
+    assert _texts(widget.figure()) == _texts(shown[-1]) and "output 3x3" in _texts(widget.figure())
+    bn = explorers.batchnorm_explorer()
+    assert _texts(bn.figure()) == _texts(shown[-1])
+
+
 def test_core_does_not_import_viz_and_only_widget_builders_import_ipywidgets():
     code = ("import sys, cnncourse.shapes, cnncourse.layers, cnncourse.data.digits, cnncourse.train; "
             "core = sorted(m for m in ('cnncourse.viz', 'ipywidgets') if m in sys.modules); "
