@@ -1,0 +1,240 @@
+"""The course on JupyterHub with real Unix users, end to end on loopback (hub/README.md).
+
+One hub (``hub/jupyterhub_config.py``) for the module: an instructor and two students made from a roster CSV by
+``python -m cnncourse.hub roster`` with a unique prefix (removed afterwards with their homes and processes).
+Everything goes through the proxy as the user concerned, with their own token (got with their Unix password):
+the hub REST API, each student's server (nbgrader's assignment list API, contents, terminals) and the
+formgrader service (nbgrader's formgrader API, a terminal as the grader).
+
+Needs root and useradd (CI runs as root), ``make node`` (configurable-http-proxy). About 2 minutes: hub 3 s,
+servers ~5 s each, autograding two A1 notebooks ~20 s, the browser part ~40 s.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnncourse.autograde.inprocess import apply_replacements, fill_answers
+from cnncourse.hub.settings import COURSE_ID, PROJECT
+from cnncourse.hub.userenv import readable_by_all
+from tests import a1_cases
+from tests.assignments import ASSIGNMENTS
+from tests.hub import PROXY, Hub, running_hub
+
+A1 = next(a for a in ASSIGNMENTS if a.id == "a1-convolution")
+PREFIX = f"cc{secrets.token_hex(3)}-"
+TEACH, ALICE, BOB = f"{PREFIX}teach", f"{PREFIX}alice", f"{PREFIX}bob"
+PEOPLE = [
+    {"username": TEACH, "first_name": "Tess", "last_name": "Teacher", "role": "instructor", "section": "",
+     "sis_id": ""},
+    {"username": ALICE, "first_name": "Alice", "last_name": "Liddell", "role": "student", "section": "A",
+     "sis_id": "S001"},
+    {"username": BOB, "first_name": "Bob", "last_name": "Builder", "role": "student", "section": "B",
+     "sis_id": "S002"},
+]
+# Bob's answers: the reference with wrong clauses (the A1 batch's walt_wrong_clauses), so what he must lose is known.
+BOB_MUTANTS = ("maxpool_ceil_partial_window", "avgpool_backward_divides_grad_y_in_place",
+               "col2im_output_size_pair_only", "output_default_dtype")
+BOB_FAILS = {"test_max_pool2d_hidden", "test_avg_pool2d", "test_avg_pool2d_hidden", "test_col2im_hidden",
+             "test_conv2d_naive_hidden"}
+FORMGRADER = "/services/formgrader"
+DENIED = re.compile("Permission denied|Operation not permitted")
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "the hub tests create Unix users: run them as root (CI does)"
+    if not shutil.which("useradd"):
+        return "the hub tests create Unix users: useradd is missing (apt-get install passwd)"
+    if not PROXY.exists():
+        return "configurable-http-proxy is not installed: run `make node`"
+    if not readable_by_all(PROJECT / "cnncourse" / "__init__.py"):
+        return f"the checkout {PROJECT} is not readable by other users, who must import cnncourse from it"
+    return None
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))]
+
+
+@pytest.fixture(scope="module")
+def hub():
+    t0 = time.monotonic()
+    with running_hub(PREFIX, PEOPLE) as hub:
+        for user in (TEACH, ALICE, BOB):
+            hub.login(user)
+        hub.timings = {"hub up (setup, roster, start)": time.monotonic() - t0}
+        yield hub
+        print("\nhub timings:", {k: round(v, 1) for k, v in hub.timings.items()})
+
+
+def fg(hub: Hub, method: str, path: str, user: str = TEACH, **kw):
+    """nbgrader's formgrader API through the hub, as ``user``."""
+    return hub.request(method, f"{FORMGRADER}/formgrader/api/{path}", user, **kw)
+
+
+def wait_formgrader(hub: Hub) -> None:
+    deadline = time.monotonic() + 90
+    while (r := fg(hub, "GET", "status")).status != 200:
+        assert time.monotonic() < deadline, f"formgrader not up: {r.status} {r.body[:300]!r}"
+        time.sleep(0.5)
+
+
+def assignments(hub: Hub, prefix: str, user: str) -> list[dict]:
+    r = hub.request("GET", f"{prefix}/assignments?course_id={COURSE_ID}", user)
+    assert r.status == 200, r.body[:500]
+    body = r.json()
+    assert body["success"], body
+    return body["value"]
+
+
+def action(hub: Hub, prefix: str, user: str, what: str, assignment: str = A1.id):
+    r = hub.request("POST", f"{prefix}/assignments/{what}", user,
+                    body={"course_id": COURSE_ID, "assignment_id": assignment}, timeout=120)
+    assert r.status == 200, f"{what} as {user}: {r.status} {r.body[:500]!r}"
+    body = r.json()
+    assert not (isinstance(body, dict) and body.get("success") is False), f"{what} as {user}: {body}"
+    return body
+
+
+def put_notebook(hub: Hub, prefix: str, user: str, path: str, nb) -> None:
+    r = hub.request("PUT", f"{prefix}/api/contents/{path}", user,
+                    body={"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))})
+    assert r.status in (200, 201), r.body[:500]
+
+
+def get_file(hub: Hub, prefix: str, user: str, path: str) -> str:
+    r = hub.request("GET", f"{prefix}/api/contents/{path}?content=1&type=file&format=text", user)
+    assert r.status == 200, f"{path} as {user}: {r.status}"
+    return r.json()["content"]
+
+
+def test_roles_allow_list_and_limits(hub):
+    """Only people on the roster get in; only instructors reach the formgrader; servers run as their users with
+    the configured rlimits; the exchange has the sticky bit; the idle culler runs."""
+    r = hub.request("POST", "/hub/api/users/nobody/tokens", body={"auth": {"username": "root", "password": "x"}})
+    assert r.status == 403
+    r = hub.request("POST", f"/hub/api/users/{ALICE}/tokens",
+                    body={"auth": {"username": ALICE, "password": "wrong-password"}})
+    assert r.status == 403
+    wait_formgrader(hub)
+    assert fg(hub, "GET", "status", ALICE).status == 403
+    assert fg(hub, "GET", "status", BOB).status == 403
+    assert hub.request("GET", f"/hub/api/users/{BOB}", ALICE).status in (403, 404)  # no peeking at others
+    assert hub.request("GET", "/hub/api/users", TEACH).status == 403  # instructors are not admins
+
+    ex = hub.settings.exchange
+    assert os.stat(ex).st_mode & 0o7777 == 0o1777
+    assert os.stat(ex / COURSE_ID / "inbound").st_mode & 0o7777 == 0o3733
+
+    t0 = time.monotonic()
+    prefix = hub.start_server(ALICE)
+    hub.timings["alice's server"] = time.monotonic() - t0
+    uid = int(subprocess.run(["id", "-u", ALICE], capture_output=True, text=True).stdout)
+    servers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and p.stat().st_uid == uid
+               and b"jupyterhub.singleuser" in (p / "cmdline").read_bytes()]
+    assert servers, f"no server process of {ALICE}"
+    limits = (servers[0] / "limits").read_text()
+    assert re.search(r"Max data size\s+3221225472\s+3221225472", limits), limits
+    culler = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+              and b"jupyterhub_idle_culler" in (p / "cmdline").read_bytes()]
+    assert culler, "the idle-culler service is not running"
+    rc, out = hub.terminal(prefix, ALICE, "id -un; echo threads=$OMP_NUM_THREADS; python -c 'import cnncourse'")
+    assert rc == 0 and ALICE in out and "threads=1" in out, out
+
+
+def test_course_cycle(hub):
+    """Release, fetch, submit, isolation, collect, autograde, feedback, grades: as each person would."""
+    t0 = time.monotonic()
+    wait_formgrader(hub)
+    for step in ("assign", "release"):
+        r = fg(hub, "POST", f"assignment/{A1.id}/{step}", timeout=180)
+        assert r.status == 200 and r.json()["success"], f"{step}: {r.body[:1500]!r}"
+    hub.timings["release"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    prefixes = {user: hub.start_server(user) for user in (ALICE, BOB)}
+    hub.timings["student servers"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    for user, prefix in prefixes.items():
+        listed = assignments(hub, prefix, user)
+        assert [(a["assignment_id"], a["status"]) for a in listed] == [(A1.id, "released")], listed
+        action(hub, prefix, user, "fetch")
+        assert [a["status"] for a in assignments(hub, prefix, user)] == ["fetched"]
+    path = f"{A1.id}/{A1.id}.ipynb"
+    fetched = nbformat.reads(get_file(hub, prefixes[ALICE], ALICE, path), as_version=4)
+    correct = fill_answers(fetched, A1.source_nb())
+    wrong = fill_answers(fetched, A1.source_nb())
+    for name in BOB_MUTANTS:
+        apply_replacements(wrong, a1_cases.MUTANTS[name].replacements)
+    put_notebook(hub, prefixes[ALICE], ALICE, path, correct)
+    put_notebook(hub, prefixes[BOB], BOB, path, wrong)
+    for user, prefix in prefixes.items():
+        action(hub, prefix, user, "submit")
+    hub.timings["fetch, submit"] = time.monotonic() - t0
+
+    # Bob, in a terminal of his own server, against the exchange and alice's submission (whose name he is given).
+    ex = hub.settings.exchange / COURSE_ID
+    [alice_sub] = [p for p in (ex / "inbound").iterdir() if p.name.startswith(ALICE + "+")]
+    attacks = {
+        "list the submissions": f"ls {ex}/inbound",
+        "list alice's submission": f"ls {alice_sub}",
+        "read alice's notebook": f"cat {alice_sub}/{A1.id}.ipynb",
+        "rename alice's submission": f"mv {alice_sub} {ex}/inbound/{BOB}+stolen",
+        "delete alice's submission": f"rm -rf {alice_sub}",
+        "rename the course's exchange folder": f"mv {ex} {ex}-moved",
+        "delete the course's exchange folder": f"rm -rf {ex}",
+        "rename the inbound folder": f"mv {ex}/inbound {ex}/inbound-moved",
+        "delete the released assignment": f"rm -rf {ex}/outbound/{A1.id}",
+        "open up the inbound folder": f"chmod 777 {ex}/inbound",
+    }
+    for what, command in attacks.items():
+        rc, out = hub.terminal(prefixes[BOB], BOB, command)
+        assert rc != 0 and DENIED.search(out), f"bob could {what} ({command}): rc={rc}\n{out}"
+    assert alice_sub.is_dir() and (ex / "inbound").is_dir() and (ex / "outbound" / A1.id).is_dir()
+    assert os.stat(alice_sub).st_mode & 0o7777 == 0o2770
+
+    t0 = time.monotonic()
+    r = fg(hub, "POST", f"assignment/{A1.id}/collect", timeout=120)
+    assert r.status == 200 and r.json()["success"], r.body[:1500]
+    rc, out = hub.terminal(FORMGRADER, TEACH, f"python -m cnncourse.hub autograde {A1.id}", timeout=300)
+    assert rc == 0, out
+    assert "2 graded, 0 failed to run, 0 flagged" in out, out
+    hub.timings["collect, autograde"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    for step in ("generate_feedback", "release_feedback"):
+        r = fg(hub, "POST", f"assignment/{A1.id}/{step}", timeout=180)
+        assert r.status == 200 and r.json()["success"], f"{step}: {r.body[:1500]!r}"
+    expected = {ALICE: A1.points, BOB: A1.points - sum(A1.grade_cells[g] for g in BOB_FAILS)}
+    for user, prefix in prefixes.items():
+        action(hub, prefix, user, "fetch_feedback")
+        folder = hub.request("GET", f"{prefix}/api/contents/{A1.id}/feedback", user).json()["content"]
+        [stamp] = [entry["name"] for entry in folder]
+        html = get_file(hub, prefix, user, f"{A1.id}/feedback/{stamp}/{A1.id}.html")
+        assert user in html and (BOB if user == ALICE else ALICE) not in html
+        assert re.search(rf"Score:\s*{expected[user]:g}(\.0)?\s*/", html), f"{user}'s feedback lacks its score"
+    hub.timings["feedback"] = time.monotonic() - t0
+
+    rc, out = hub.terminal(FORMGRADER, TEACH, "nbgrader export --to grades.csv && "
+                           "python -m cnncourse.hub canvas --to canvas.csv")
+    assert rc == 0, out
+    course = hub.settings.course_root
+    grades = {row["student_id"]: float(row["score"]) for row in csv.DictReader(io.StringIO(
+        (course / "grades.csv").read_text())) if row["assignment"] == A1.id}
+    assert grades == expected
+    rows = list(csv.reader(io.StringIO((course / "canvas.csv").read_text())))
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", A1.id]
+    assert rows[1][0].strip() == "Points Possible" and float(rows[1][5]) >= A1.points
+    assert rows[2:] == [["Liddell, Alice", "", "S001", ALICE, "A", f"{expected[ALICE]:g}"],
+                        ["Builder, Bob", "", "S002", BOB, "B", f"{expected[BOB]:g}"]]
