@@ -68,7 +68,7 @@ c.JupyterHub.services = [
         "cwd": str(s.course_root),
         "environment": {**env, "JUPYTERHUB_DEFAULT_URL": "/formgrader"},
         "oauth_no_confirm": True,
-        "display": True,
+        "timeout": 180,  # the hub waits for it at start-up; a busy machine needs more than the default 30 s
     },
     {   # stop servers idle for cull_timeout seconds
         "name": "idle-culler",

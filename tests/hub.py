@@ -84,20 +84,22 @@ class Hub:
         self.tokens[user] = r.json()["token"]
         return self.tokens[user]
 
-    def start_server(self, user: str, timeout: float = 120) -> str:
-        """Spawn ``user``'s server (as that user) and wait until it answers through the proxy; its URL prefix."""
-        r = self.request("POST", f"/hub/api/users/{user}/server", user)
-        assert r.status in (201, 202), f"spawn {user}: {r.status} {r.body[:300]!r}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            info = self.request("GET", f"/hub/api/users/{user}", user).json()
-            server = info.get("servers", {}).get("", {})
-            if server.get("ready"):
-                prefix = server["url"].rstrip("/")
-                if self.request("GET", f"{prefix}/api/status", user).status == 200:
-                    return prefix
-            time.sleep(0.5)
-        raise AssertionError(f"{user}'s server did not start:\n{self.log.read_text()[-4000:]}")
+    def start_servers(self, *users: str, timeout: float = 120) -> dict[str, str]:
+        """Spawn the users' servers (each as its user; a running one is kept) and wait until each answers through
+        the proxy; their URL prefixes."""
+        for user in users:
+            r = self.request("POST", f"/hub/api/users/{user}/server", user)
+            assert r.status in (201, 202) or b"already running" in r.body, f"spawn {user}: {r.status} {r.body[:300]!r}"
+        prefixes, deadline = {}, time.monotonic() + timeout
+        for user in users:
+            while user not in prefixes:
+                assert time.monotonic() < deadline, f"{user}'s server did not start:\n{self.log.read_text()[-4000:]}"
+                server = self.request("GET", f"/hub/api/users/{user}", user).json().get("servers", {}).get("", {})
+                if server.get("ready") and self.request("GET", f"{server['url']}api/status", user).status == 200:
+                    prefixes[user] = server["url"].rstrip("/")
+                else:
+                    time.sleep(0.5)
+        return prefixes
 
     def terminal(self, prefix: str, user: str, command: str, timeout: float = 180) -> tuple[int, str]:
         """Run ``command`` in a new terminal of the server at ``prefix`` as ``user``; (exit status, output)."""
@@ -190,7 +192,7 @@ def running_hub(prefix: str, people: list[dict[str, str]], mem_limit: str = "3G"
                                      str(PROJECT / "hub" / "jupyterhub_config.py")], cwd=state, env=env,
                                     stdout=out, stderr=subprocess.STDOUT)
         hub = Hub(f"http://127.0.0.1:{ports['CNNCOURSE_HUB_PORT']}", settings, env, log, passwords)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240  # the hub waits for the formgrader service to start
         while hub.request("GET", "/hub/api/").status != 200:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"JupyterHub did not start:\n{log.read_text()[-4000:]}")

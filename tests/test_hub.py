@@ -35,7 +35,7 @@ from tests.hub import PROXY, Hub, running_hub
 
 A1 = next(a for a in ASSIGNMENTS if a.id == "a1-convolution")
 PREFIX = f"cc{secrets.token_hex(3)}-"
-TEACH, ALICE, BOB = f"{PREFIX}teach", f"{PREFIX}alice", f"{PREFIX}bob"
+TEACH, ALICE, BOB, CAROL = f"{PREFIX}teach", f"{PREFIX}alice", f"{PREFIX}bob", f"{PREFIX}carol"
 PEOPLE = [
     {"username": TEACH, "first_name": "Tess", "last_name": "Teacher", "role": "instructor", "section": "",
      "sis_id": ""},
@@ -43,6 +43,8 @@ PEOPLE = [
      "sis_id": "S001"},
     {"username": BOB, "first_name": "Bob", "last_name": "Builder", "role": "student", "section": "B",
      "sis_id": "S002"},
+    {"username": CAROL, "first_name": "Carol", "last_name": "Browser", "role": "student", "section": "B",
+     "sis_id": "S003"},  # the browser test's student
 ]
 # Bob's answers: the reference with wrong clauses (the A1 batch's walt_wrong_clauses), so what he must lose is known.
 BOB_MUTANTS = ("maxpool_ceil_partial_window", "avgpool_backward_divides_grad_y_in_place",
@@ -139,7 +141,7 @@ def test_roles_allow_list_and_limits(hub):
     assert os.stat(ex / COURSE_ID / "inbound").st_mode & 0o7777 == 0o3733
 
     t0 = time.monotonic()
-    prefix = hub.start_server(ALICE)
+    [prefix] = hub.start_servers(ALICE).values()
     hub.timings["alice's server"] = time.monotonic() - t0
     uid = int(subprocess.run(["id", "-u", ALICE], capture_output=True, text=True).stdout)
     servers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and p.stat().st_uid == uid
@@ -152,6 +154,8 @@ def test_roles_allow_list_and_limits(hub):
     assert culler, "the idle-culler service is not running"
     rc, out = hub.terminal(prefix, ALICE, "id -un; echo threads=$OMP_NUM_THREADS; python -c 'import cnncourse'")
     assert rc == 0 and ALICE in out and "threads=1" in out, out
+    rc, out = hub.terminal(prefix, ALICE, "python -c 'bytearray(4 * 1024**3)'")  # past the 3G memory limit
+    assert rc != 0 and "MemoryError" in out, out
 
 
 def test_course_cycle(hub):
@@ -164,7 +168,7 @@ def test_course_cycle(hub):
     hub.timings["release"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    prefixes = {user: hub.start_server(user) for user in (ALICE, BOB)}
+    prefixes = hub.start_servers(ALICE, BOB)
     hub.timings["student servers"] = time.monotonic() - t0
     t0 = time.monotonic()
     for user, prefix in prefixes.items():
@@ -232,9 +236,77 @@ def test_course_cycle(hub):
     course = hub.settings.course_root
     grades = {row["student_id"]: float(row["score"]) for row in csv.DictReader(io.StringIO(
         (course / "grades.csv").read_text())) if row["assignment"] == A1.id}
-    assert grades == expected
+    assert grades == {**expected, CAROL: 0.0}  # nbgrader's export: 0 for a student who did not submit
     rows = list(csv.reader(io.StringIO((course / "canvas.csv").read_text())))
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", A1.id]
     assert rows[1][0].strip() == "Points Possible" and float(rows[1][5]) >= A1.points
     assert rows[2:] == [["Liddell, Alice", "", "S001", ALICE, "A", f"{expected[ALICE]:g}"],
-                        ["Builder, Bob", "", "S002", BOB, "B", f"{expected[BOB]:g}"]]
+                        ["Builder, Bob", "", "S002", BOB, "B", f"{expected[BOB]:g}"],
+                        ["Browser, Carol", "", "S003", CAROL, "B", ""]]  # nothing submitted: left ungraded
+
+
+# ---- in a real browser: Debian's Chromium driven by Playwright (as tests/test_browser.py) ----
+
+def test_browser_login_fetch_validate_submit_and_formgrader(hub, tmp_path):
+    """Carol logs in on the hub's page, fetches A1 in the Assignments tab, validates and submits it; the
+    instructor logs in, collects in the formgrader and sees her submission; carol is refused the formgrader."""
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, HOW, screenshot_on_failure, sync_playwright
+
+    if sync_playwright is None or CHROMIUM is None:
+        pytest.skip(f"no Playwright or Chromium: {HOW}")
+    shots = tmp_path
+    print(f"\nscreenshots: {shots}")
+    t0 = time.monotonic()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            student = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            with screenshot_on_failure(student, shots / "1_student_assignments.png"):
+                login(student, hub, CAROL)
+                student.wait_for_url(re.compile(rf"/user/{CAROL}/lab"), timeout=150_000)
+                student.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click(timeout=90_000)
+                student.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+                panel = student.locator("#nbgrader-assignment-list")
+                panel.locator("#released_assignments_list button", has_text="Fetch").click(timeout=60_000)
+                fetched = panel.locator("#fetched_assignments_list")
+                fetched.get_by_text(A1.id).first.wait_for(timeout=60_000)
+                fetched.locator("button", has_text="Validate").first.click()
+                dialog = student.locator(".jp-Dialog", has_text="Validation Results")
+                dialog.wait_for(timeout=120_000)
+                # the release as fetched: every autograded cell is still unanswered
+                assert dialog.locator(".jp-Dialog-body").inner_text().count("The following cell failed:") >= len(
+                    A1.grade_cells)
+                student.screenshot(path=str(shots / "2_student_validate.png"))
+                dialog.locator("button", has_text="Ok").click()
+                fetched.locator("button", has_text="Submit").first.click()
+                panel.locator("#submitted_assignments_list").get_by_text(A1.id).first.wait_for(timeout=60_000)
+            hub.timings["browser: carol"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            teacher = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            with screenshot_on_failure(teacher, shots / "3_instructor_formgrader.png"):
+                login(teacher, hub, TEACH)
+                teacher.wait_for_url(re.compile(rf"/user/{TEACH}/|/hub/"), timeout=150_000)
+                teacher.goto(f"{hub.base}{FORMGRADER}/formgrader")
+                row = teacher.locator("tr", has_text=A1.id).first
+                row.locator("td.collect a").click(timeout=60_000)
+                teacher.get_by_text(f"Successfully collected submissions of '{A1.id}'").wait_for(timeout=60_000)
+                teacher.goto(f"{hub.base}{FORMGRADER}/formgrader/manage_submissions/{A1.id}")
+                teacher.locator("td.student-id", has_text=CAROL).wait_for(timeout=60_000)
+            hub.timings["browser: instructor"] = time.monotonic() - t0
+
+            with screenshot_on_failure(student, shots / "4_student_refused.png"):
+                response = student.goto(f"{hub.base}{FORMGRADER}/formgrader")
+                assert response.status == 403, response.status
+                assert "Manage Assignments" not in student.content()
+        finally:
+            browser.close()
+    assert (hub.settings.course_root / ".nbgrader" / "submitted" / CAROL / A1.id / f"{A1.id}.ipynb").is_file()
+
+
+def login(page, hub: Hub, user: str) -> None:
+    """The hub's login form, as a person fills it."""
+    page.goto(f"{hub.base}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", hub.passwords[user])
+    page.click("#login_submit")
