@@ -16,8 +16,10 @@ import csv
 import io
 import json
 import os
+import pwd
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -191,23 +193,25 @@ def test_course_cycle(hub):
     # Bob, in a terminal of his own server, against the exchange and alice's submission (whose name he is given).
     ex = hub.settings.exchange / COURSE_ID
     [alice_sub] = [p for p in (ex / "inbound").iterdir() if p.name.startswith(ALICE + "+")]
+    q, ex_q, sub_q = shlex.quote, shlex.quote(str(ex)), shlex.quote(str(alice_sub))  # the name holds spaces
     attacks = {
-        "list the submissions": f"ls {ex}/inbound",
-        "list alice's submission": f"ls {alice_sub}",
-        "read alice's notebook": f"cat {alice_sub}/{A1.id}.ipynb",
-        "rename alice's submission": f"mv {alice_sub} {ex}/inbound/{BOB}+stolen",
-        "delete alice's submission": f"rm -rf {alice_sub}",
-        "rename the course's exchange folder": f"mv {ex} {ex}-moved",
-        "delete the course's exchange folder": f"rm -rf {ex}",
-        "rename the inbound folder": f"mv {ex}/inbound {ex}/inbound-moved",
-        "delete the released assignment": f"rm -rf {ex}/outbound/{A1.id}",
-        "open up the inbound folder": f"chmod 777 {ex}/inbound",
+        "list the submissions": f"ls {ex_q}/inbound",
+        "list alice's submission": f"ls {sub_q}",
+        "read alice's notebook": f"cat {q(f'{alice_sub}/{A1.id}.ipynb')}",
+        "rename alice's submission": f"mv {sub_q} {ex_q}/inbound/{BOB}+stolen",
+        "delete alice's submission": f"rm -rf {sub_q}",
+        "rename the course's exchange folder": f"mv {ex_q} {ex_q}-moved",
+        "delete the course's exchange folder": f"rm -rf {ex_q}",
+        "rename the inbound folder": f"mv {ex_q}/inbound {ex_q}/inbound-moved",
+        "delete the released assignment": f"rm -rf {ex_q}/outbound/{A1.id}",
+        "open up the inbound folder": f"chmod 777 {ex_q}/inbound",
     }
     for what, command in attacks.items():
         rc, out = hub.terminal(prefixes[BOB], BOB, command)
         assert rc != 0 and DENIED.search(out), f"bob could {what} ({command}): rc={rc}\n{out}"
     assert alice_sub.is_dir() and (ex / "inbound").is_dir() and (ex / "outbound" / A1.id).is_dir()
-    assert os.stat(alice_sub).st_mode & 0o7777 == 0o2770
+    assert os.stat(alice_sub).st_mode & 0o7777 == 0o770  # and its group is the grader's (setgid inbound/)
+    assert os.stat(alice_sub).st_gid == os.stat(ex / "inbound").st_gid == pwd.getpwnam(hub.settings.grader).pw_gid
 
     t0 = time.monotonic()
     r = fg(hub, "POST", f"assignment/{A1.id}/collect", timeout=120)
