@@ -215,7 +215,8 @@ def test_course_cycle(hub):
 
     t0 = time.monotonic()
     r = fg(hub, "POST", f"assignment/{A1.id}/collect", timeout=120)
-    assert r.status == 200 and r.json()["success"], r.body[:1500]
+    listing = subprocess.run(["ls", "-laR", str(ex / "inbound")], capture_output=True, text=True).stdout
+    assert r.status == 200 and r.json()["success"], f"{r.json().get('error', r.body)}\n{listing}"
     rc, out = hub.terminal(FORMGRADER, TEACH, f"python -m cnncourse.hub autograde {A1.id}", timeout=300)
     assert rc == 0, out
     assert "2 graded, 0 failed to run, 0 flagged" in out, out
