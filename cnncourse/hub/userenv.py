@@ -1,12 +1,18 @@
 """A Python that every user can run, with the course's packages (the user servers', kernels' and grader's).
 
 The hub runs user servers as their own Unix users, so the interpreter and the course's packages must be
-readable by everyone. When the project's venv is (say it lives under ``/opt``), it is used as it is. When it
-is not (a venv built on a pyenv Python under ``/root``, mode 0700, as on the course's build machines), a
-small venv is made from the system's Python of the same version: its ``site-packages`` adds the project venv's
-``site-packages`` (which must be readable: it holds torch, JupyterLab, nbgrader and the editable cnncourse),
-its ``share``/``etc`` link to the venv's (JupyterLab's assets and extension config), and its ``bin`` gets the
-venv's console scripts (``nbgrader``, ``jupyter``, ``alembic``) pointed at its own interpreter.
+readable by everyone. When the project's venv is (say the project and its Python live under ``/opt``), it is used
+as it is. When its Python is not (a pyenv Python under ``/root``, mode 0700, as on the course's build machines),
+``make_userenv`` gives users the *same* Python (same version to the patch level: packages built for it, e.g.
+soupsieve, break on another 3.11.x): a hard-linked copy of it (``cp -al``: no extra disk; a plain copy across
+file systems) with
+
+- ``bin/python``: a wrapper that puts the copy's ``lib/`` on ``LD_LIBRARY_PATH`` (the interpreter's RUNPATH still
+  points into ``/root``); every process started from it inherits that;
+- a ``.pth`` file adding the project venv's ``site-packages`` (torch, JupyterLab, nbgrader, the editable
+  cnncourse: they must be readable by all, and so must the checkout);
+- ``share/jupyter`` and ``etc/jupyter`` linked to the venv's (JupyterLab's assets, extension config, kernels);
+- the venv's console scripts (``nbgrader``, ``jupyter``, ``alembic``) pointed at the wrapper.
 """
 
 from __future__ import annotations
@@ -29,48 +35,51 @@ def readable_by_all(path: Path) -> bool:
     return bool(os.stat(path).st_mode & stat.S_IROTH)
 
 
-def system_python(version: tuple[int, int] = sys.version_info[:2]) -> Path:
-    """The system's interpreter of ``version`` that every user can run."""
-    for folder in ("/usr/bin", "/usr/local/bin"):
-        candidate = Path(folder) / f"python{version[0]}.{version[1]}"
-        if candidate.exists() and readable_by_all(candidate):
-            return candidate
-    raise RuntimeError(f"no python{version[0]}.{version[1]} that every user can run in /usr/bin or /usr/local/bin: "
-                       f"install it (apt-get install python{version[0]}.{version[1]}-venv) or build the course's "
-                       "venv in a folder every user can read (e.g. make setup VENV=/opt/cnncourse/venv)")
+def _copy_tree(src: Path, dest: Path) -> None:
+    """``cp -al`` (hard links, instant, no space), else a real copy (another file system)."""
+    if subprocess.run(["cp", "-al", str(src), str(dest)], capture_output=True).returncode != 0:
+        shutil.rmtree(dest, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(src), str(dest)], check=True)
 
 
 def make_userenv(target: Path) -> Path:
-    """The interpreter users run: this venv's when every user can reach it, else one made at ``target``."""
+    """The interpreter users run: this venv's when every user can reach it, else a copy made at ``target``."""
     if readable_by_all(Path(sys.executable)):
         return Path(sys.executable)
     site = Path(sysconfig.get_paths()["purelib"])
-    if not readable_by_all(site):
+    if not readable_by_all(site / ".."):
         raise RuntimeError(f"{site} (the course's packages) is not readable by every user: put the project in a "
                            "folder every user can read (e.g. /opt or /srv), then run setup again")
-    python = target / "bin" / "python"
-    if not python.exists():
-        subprocess.run([str(system_python()), "-m", "venv", "--without-pip", str(target)], check=True)
-    own_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   check=True, capture_output=True, text=True).stdout.strip())
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    wrapper = target / "bin" / "python"
+    if not wrapper.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _copy_tree(Path(sys.base_prefix), target)
+        (target / "bin" / "python").unlink(missing_ok=True)
+        lib = f'"{target / "lib"}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"'
+        wrapper.write_text(f'#!/bin/sh\nexport LD_LIBRARY_PATH={lib}\nexec "{target / "bin" / version}" "$@"\n')
+        wrapper.chmod(0o755)
+    own_site = target / "lib" / version / "site-packages"
+    own_site.mkdir(parents=True, exist_ok=True)
     (own_site / "cnncourse-venv.pth").write_text(f"import site; site.addsitedir({str(site)!r})\n")
     for name in ("share", "etc"):
-        link = target / name
-        if link.is_symlink() or link.exists():
-            if link.is_dir() and not link.is_symlink():
-                shutil.rmtree(link)
-            else:
+        src = Path(sys.prefix) / name / "jupyter"
+        link = target / name / "jupyter"
+        if src.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.is_file():
                 link.unlink()
-        if (Path(sys.prefix) / name).exists():
-            link.symlink_to(Path(sys.prefix) / name)
-    shebang = f"#!{Path(sys.prefix) / 'bin' / 'python'}".encode()
+            elif link.is_dir():
+                shutil.rmtree(link)
+            link.symlink_to(src)
+    shebangs = {f"#!{Path(sys.prefix) / 'bin' / name}".encode() for name in ("python", "python3", version)}
     for script in (Path(sys.prefix) / "bin").iterdir():
-        if script.name.startswith("python") or not script.is_file():
+        if script.name.startswith("python") or not script.is_file() or (target / "bin" / script.name).exists():
             continue
-        head = script.read_bytes()[:200]
-        if head.startswith(shebang + b"\n") or head.startswith(shebang.replace(b"/python", b"/python3") + b"\n"):
-            body = script.read_bytes().split(b"\n", 1)[1]
+        first, _, body = script.read_bytes().partition(b"\n")
+        if first in shebangs:
             out = target / "bin" / script.name
-            out.write_bytes(f"#!{python}\n".encode() + body)
+            out.write_bytes(f"#!{wrapper}\n".encode() + body)
             out.chmod(0o755)
-    return python
+    return wrapper
