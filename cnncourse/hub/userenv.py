@@ -9,8 +9,8 @@ file systems) with
 
 - ``bin/python``: a wrapper that puts the copy's ``lib/`` on ``LD_LIBRARY_PATH`` (the interpreter's RUNPATH still
   points into ``/root``); every process started from it inherits that;
-- a ``.pth`` file adding the project venv's ``site-packages`` (torch, JupyterLab, nbgrader, the editable
-  cnncourse: they must be readable by all, and so must the checkout);
+- no packages of its own (like a venv), and a ``.pth`` file adding the project venv's ``site-packages``
+  (torch, JupyterLab, nbgrader, the editable cnncourse: they must be readable by all, and so must the checkout);
 - ``share/jupyter`` and ``etc/jupyter`` linked to the venv's (JupyterLab's assets, extension config, kernels);
 - the venv's console scripts (``nbgrader``, ``jupyter``, ``alembic``) pointed at the wrapper.
 """
@@ -60,6 +60,8 @@ def make_userenv(target: Path) -> Path:
         lib = f'"{target / "lib"}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"'
         wrapper.write_text(f'#!/bin/sh\nexport LD_LIBRARY_PATH={lib}\nexec "{target / "bin" / version}" "$@"\n')
         wrapper.chmod(0o755)
+        # like a venv: none of the base interpreter's own packages (pyenv's old typing_extensions shadowed the venv's)
+        shutil.rmtree(target / "lib" / version / "site-packages", ignore_errors=True)
     own_site = target / "lib" / version / "site-packages"
     own_site.mkdir(parents=True, exist_ok=True)
     (own_site / "cnncourse-venv.pth").write_text(f"import site; site.addsitedir({str(site)!r})\n")
