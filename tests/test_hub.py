@@ -12,6 +12,7 @@ servers ~5 s each, autograding two A1 notebooks ~20 s, the browser part ~40 s.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -124,6 +125,17 @@ def get_file(hub: Hub, prefix: str, user: str, path: str) -> str:
     return r.json()["content"]
 
 
+def processes(match) -> list[Path]:
+    """``/proc/PID`` of the running processes for which ``match(path, cmdline)`` holds (exited ones skipped)."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            with contextlib.suppress(OSError):
+                if match(p, (p / "cmdline").read_bytes()):
+                    found.append(p)
+    return found
+
+
 def test_roles_allow_list_and_limits(hub):
     """Only people on the roster get in; only instructors reach the formgrader; servers run as their users with
     the configured rlimits; the exchange has the sticky bit; the idle culler runs."""
@@ -146,13 +158,11 @@ def test_roles_allow_list_and_limits(hub):
     [prefix] = hub.start_servers(ALICE).values()
     hub.timings["alice's server"] = time.monotonic() - t0
     uid = int(subprocess.run(["id", "-u", ALICE], capture_output=True, text=True).stdout)
-    servers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and p.stat().st_uid == uid
-               and b"jupyterhub.singleuser" in (p / "cmdline").read_bytes()]
+    servers = processes(lambda p, cmdline: p.stat().st_uid == uid and b"jupyterhub.singleuser" in cmdline)
     assert servers, f"no server process of {ALICE}"
     limits = (servers[0] / "limits").read_text()
     assert re.search(r"Max data size\s+3221225472\s+3221225472", limits), limits
-    culler = [p for p in Path("/proc").iterdir() if p.name.isdigit()
-              and b"jupyterhub_idle_culler" in (p / "cmdline").read_bytes()]
+    culler = processes(lambda p, cmdline: b"jupyterhub_idle_culler" in cmdline)
     assert culler, "the idle-culler service is not running"
     rc, out = hub.terminal(prefix, ALICE, "id -un; echo threads=$OMP_NUM_THREADS; python -c 'import cnncourse'")
     assert rc == 0 and ALICE in out and "threads=1" in out, out
