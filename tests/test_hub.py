@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import nbformat
 import pytest
@@ -120,7 +121,7 @@ def put_notebook(hub: Hub, prefix: str, user: str, path: str, nb) -> None:
 
 
 def get_file(hub: Hub, prefix: str, user: str, path: str) -> str:
-    r = hub.request("GET", f"{prefix}/api/contents/{path}?content=1&type=file&format=text", user)
+    r = hub.request("GET", f"{prefix}/api/contents/{quote(path)}?content=1&type=file&format=text", user)
     assert r.status == 200, f"{path} as {user}: {r.status}"
     return r.json()["content"]
 
