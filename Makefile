@@ -11,12 +11,12 @@ JOBS ?= 2
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup node site lab test test-fast lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
+.PHONY: setup node site hub lab test test-fast lint format clean-venv notebooks release autograde feedback grades mutation audit leaderboard
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[course,test,site]'
+	$(PY) -m pip install --quiet -e '.[course,test,site,hub]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -38,6 +38,15 @@ LAB_ENV := JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter/config$${JUPYTER_CONFIG_PATH:+:
 
 lab: $(STAMP) node
 	$(LAB_ENV) $(VENV)/bin/jupyter lab --no-browser --port=$(PORT) $(ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
+
+# The course on JupyterHub, one machine, as root (hub/README.md): grader account, course, exchange (1777), the
+# users' Python, accounts from ROSTER (a CSV; once, or again when it changes), then the hub on $$CNNCOURSE_HUB_IP
+# (127.0.0.1) port $$CNNCOURSE_HUB_PORT (8000). State under $$CNNCOURSE_HUB_STATE (/srv/cnncourse).
+ROSTER ?=
+hub: $(STAMP) node
+	$(PY) -m cnncourse.hub setup
+	$(if $(ROSTER),$(PY) -m cnncourse.hub roster $(ROSTER))
+	$(VENV)/bin/jupyterhub -f hub/jupyterhub_config.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -14,6 +14,7 @@ from cnncourse.autograde.preprocessors import (
     StartGrading,
     VerifyPassMarkers,
 )
+from cnncourse.hub.settings import COURSE_ID
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
@@ -22,14 +23,15 @@ STATE = os.path.join(ROOT, ".nbgrader")
 os.makedirs(STATE, exist_ok=True)
 
 c.CourseDirectory.root = ROOT
-c.CourseDirectory.course_id = "cnncourse"
+c.CourseDirectory.course_id = COURSE_ID  # the one course id (the hub's users get it too)
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
 c.CourseDirectory.submitted_directory = ".nbgrader/submitted"
 c.CourseDirectory.autograded_directory = ".nbgrader/autograded"
 c.CourseDirectory.feedback_directory = ".nbgrader/feedback"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(STATE, "gradebook.db")
-c.Exchange.root = os.path.join(STATE, "exchange")
+# On the hub the exchange is shared by every user (hub/README.md); alone, it is a folder of the course.
+c.Exchange.root = os.environ.get("CNNCOURSE_EXCHANGE") or os.path.join(STATE, "exchange")
 
 # Every cell of an assignment runs in seconds; 120 s per cell absorbs a slow machine, and a student's
 # infinite loop costs at most that (the cell scores 0 and grading goes on).
