@@ -346,12 +346,15 @@ def plot_history(
     *,
     metrics: Sequence[str] = ("loss", "acc"),
     title: str | None = None,
+    log_scale: Sequence[str] = (),
 ) -> Figure:
     """Learning curves, one panel per metric: train solid, validation dashed, one colour per run.
 
     Args:
         history: one :class:`~cnncourse.train.History` or a mapping label -> History (several runs compared).
         metrics: any of ``"loss"``, ``"acc"``. A run stopped early gets a dotted line at its best epoch.
+        log_scale: the metrics drawn on a log y axis, e.g. ``("loss",)`` when one run's spike would flatten
+            every other curve on a linear axis.
     """
     runs = {"": history} if isinstance(history, History) else dict(history)
     if not runs or not all(isinstance(h, History) for h in runs.values()):
@@ -359,6 +362,8 @@ def plot_history(
     for m in metrics:
         if m not in _METRICS:
             raise ValueError(f"unknown metric {m!r}; choose from {list(_METRICS)}.")
+    if isinstance(log_scale, str) or not set(log_scale) <= set(metrics):
+        raise ValueError(f"log_scale must be a sequence of the plotted metrics {list(metrics)}, got {log_scale!r}.")
     fig, axes = new_figure(1, len(metrics), panel=(4.0, 2.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -373,8 +378,10 @@ def plot_history(
             if h.stopped_early and h.best_epoch is not None:
                 ax.axvline(h.best_epoch + 1, color=color, linestyle=":", linewidth=1)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
+        ax.set_ylabel(f"{label} (log scale)" if metric in log_scale else label)
+        if metric in log_scale:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both" if metric in log_scale else "major")
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)

@@ -101,6 +101,12 @@ def test_plot_history_lines_per_run_and_metric():
     assert len(viz.plot_history(b, metrics=("loss",)).axes) == 1
     with pytest.raises(ValueError, match="unknown metric"):
         viz.plot_history(a, metrics=("f1",))
+    spiky = History(train_loss=[1.0, 0.5, 0.4], val_loss=[1.1, 42.0, 0.6])
+    logged = viz.plot_history(spiky, metrics=("loss",), log_scale=("loss",))
+    assert logged.axes[0].get_yscale() == "log" and "log scale" in logged.axes[0].get_ylabel()
+    assert viz.plot_history(spiky, metrics=("loss",)).axes[0].get_yscale() == "linear"
+    with pytest.raises(ValueError, match="log_scale must be a sequence of the plotted metrics"):
+        viz.plot_history(spiky, metrics=("loss",), log_scale="loss")
 
 
 def test_lr_curves():
