@@ -633,7 +633,8 @@ def _block(kind: str) -> tuple[str, dict[str, _Node], list[tuple[str, str, str]]
         for j in range(1, len(names)):
             for i in range(j):
                 edges.append((names[i], names[j], "" if j == i + 1 else "skip: concat"))
-        return "Dense block (DenseNet, growth rate k = 32): each layer sees all earlier maps, concatenated", nodes, edges
+        title = "Dense block (DenseNet, growth rate k = 32): each layer sees all earlier maps, concatenated"
+        return title, nodes, edges
     if kind == "inverted_residual":
         nodes = {
             "in": _Node(0, 5, "x: C = 24 channels, H x W", c["io"], 3.2),

@@ -40,9 +40,10 @@ def _source(obj) -> str:
     return textwrap.dedent(inspect.getsource(obj))
 
 
-@pytest.mark.parametrize("where", ["cnncourse.layers.conv:conv2d_naive", "cnncourse.layers.pool:MaxPool2dFunction",
-                                   "cnncourse.layers.batchnorm:batch_norm", "cnncourse.models.mobilenet:InvertedResidual",
-                                   "cnncourse.models.googlenet:InceptionBlock"])
+@pytest.mark.parametrize("where", [
+    "cnncourse.layers.conv:conv2d_naive", "cnncourse.layers.pool:MaxPool2dFunction",
+    "cnncourse.layers.batchnorm:batch_norm", "cnncourse.models.mobilenet:InvertedResidual",
+    "cnncourse.models.googlenet:InceptionBlock"])
 def test_pasted_package_code_is_found_even_renamed(where):
     import importlib
 

@@ -83,7 +83,7 @@ def test_draw_init_one_panel_per_layer_and_the_vanishing_it_shows():
     # the standard init U[-1/sqrt(n), 1/sqrt(n)]: n Var(w) = 1/3, and ReLU halves it again: a factor ~0.4 per layer
     standard = explorers.draw_init("standard", depth=4, activation="relu", width=256)
     stds = [float(ax.get_title().split("std ")[1].split(",")[0]) for ax in standard.axes[:4]]
-    ratios = [b / a for a, b in zip(stds, stds[1:])]
+    ratios = [b / a for a, b in zip(stds, stds[1:], strict=False)]
     assert all(0.3 < r < 0.55 for r in ratios), ratios
     with pytest.raises(ValueError, match="unknown scheme"):
         explorers.draw_init("lecun")

@@ -3,9 +3,9 @@
 The package needs working reference code for the lectures (``cnncourse.layers`` runs lecture 02's timing,
 ``cnncourse.models`` trains lecture 15's zoo), and every student can open it. The assignments forbid calling it
 (``from_scratch``), and this check finds the other way: pasting it. A cell's code and every module of the
-package are cut into overlapping windows of ``window`` tokens, with comments and docstrings dropped, string literals blanked and
-local names replaced by one placeholder (renaming variables does not hide a copy; attribute names such as
-``.new_zeros`` and keywords are kept, they carry the structure). A cell is reported when at least
+package are cut into overlapping windows of ``window`` tokens, with comments and docstrings dropped, string
+literals blanked and local names replaced by one placeholder (renaming variables does not hide a copy;
+attribute names such as ``.new_zeros`` and keywords are kept, they carry the structure). A cell is reported when at least
 ``threshold`` of its windows occur in one package module.
 
 Independently written answers share short idioms with the package but not long runs of them: the course's
