@@ -5,8 +5,8 @@ The package needs working reference code for the lectures (``cnncourse.layers`` 
 (``from_scratch``), and this check finds the other way: pasting it. A cell's code and every module of the
 package are cut into overlapping windows of ``window`` tokens, with comments and docstrings dropped, string
 literals blanked and local names replaced by one placeholder (renaming variables does not hide a copy;
-attribute names such as ``.new_zeros`` and keywords are kept, they carry the structure). A cell is reported when at least
-``threshold`` of its windows occur in one package module.
+attribute names such as ``.new_zeros`` and keywords are kept, they carry the structure). A cell is reported when at
+least ``threshold`` of its windows occur in one package module.
 
 Independently written answers share short idioms with the package but not long runs of them: the course's
 own solutions score at most 0.25 (``tests/test_copied.py`` measures it), copies 0.9 or more.
