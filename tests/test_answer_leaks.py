@@ -182,3 +182,52 @@ def test_the_check_catches_printed_source():
             "    for t in range(grad_cols.shape[1]):\n        for i in range(grad_cols.shape[0]):\n"
             "            grad_x[t * s + i] += grad_cols[i, t]\n    return grad_x\n")
     assert _leaks(demo) == []
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = _words(text)
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+@cache
+def written_answers() -> dict[str, set[tuple[str, ...]]]:
+    """Assignment -> the 4-word phrases of its hand-graded answers (marking guides and model answers)."""
+    found = {}
+    for path in SOLUTIONS:
+        grams = set()
+        for cell in _cells(path):
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if cell["cell_type"] == "markdown" and meta.get("solution"):
+                grams |= _grams(_answer_code(cell))
+        found[path.parent.name] = grams
+    return found
+
+
+def _stated_answer(text: str, assignment: str) -> set[tuple[str, ...]]:
+    """The phrases of ``assignment``'s written answers that ``text`` repeats."""
+    return _grams(text) & written_answers()[assignment]
+
+
+def _comments(source: str) -> str:
+    return "\n".join(m.group(1) for m in re.finditer(r"#(.*)$", source, flags=re.M))
+
+
+def test_no_release_comment_states_a_written_answer():
+    """A code comment in a release may not give away a hand-graded answer: A1's check cell once said "Average
+    pooling is a depthwise convolution ...; max pooling is not linear" right under the question. Only comments
+    are read: a question may quote the deck's words that its answer repeats, and an experiment's printed labels
+    ("variance of BN's input") describe data, not the answer."""
+    assert all(len(g) > 30 for g in written_answers().values())
+    for assignment in written_answers():
+        for path in sorted((ROOT / "assignments" / assignment).glob("*.ipynb")):
+            for cell in _cells(path):
+                if cell["cell_type"] == "code":
+                    shared = _stated_answer(_comments(_source(cell)), assignment)
+                    assert len(shared) <= 1, f"{path.name} cell {cell.get('id')} states its written answer: {shared}"
+    old_comment = ("# Average pooling is a depthwise convolution with the constant kernel 1/k^2; "
+                   "max pooling is not linear.")
+    assert len(_stated_answer(_comments(old_comment), "a1-convolution")) >= 2  # the leak this test was written for
