@@ -608,9 +608,9 @@ def _block(kind: str) -> tuple[str, dict[str, _Node], list[tuple[str, str, str]]
             "add": _Node(0, 1.3, "+", c["join"], 0.8),
             "out": _Node(0, 0.2, "ReLU -> 64 x H x W", c["act"]),
         }
-        edges = [("in", "c1", ""), ("c1", "c2", "F(x)"), ("c2", "add", ""), ("in", "add", "skip: identity x"),
-                 ("add", "out", "")]
-        return "Residual block (ResNet-18/34): y = ReLU(F(x) + x)", nodes, edges
+        edges = [("in", "c1", ""), ("c1", "c2", ""), ("c2", "add", "$\\mathcal{F}(x)$"),
+                 ("in", "add", "skip: identity x"), ("add", "out", "")]
+        return "Residual block (ResNet-18/34): $y = \\mathrm{ReLU}(\\mathcal{F}(x) + x)$", nodes, edges
     if kind == "bottleneck":
         nodes = {
             "in": _Node(0, 5, "x: 256 x H x W", c["io"]),
