@@ -202,7 +202,7 @@ def draw_filter(image: torch.Tensor | str, name: str = "gaussian", sigma: float 
 # ---------------------------------------------------------------------------------------------------
 # Weight initialisation in a deep MLP.
 
-INIT_SCHEMES = ("zero", "small_normal", "xavier_normal", "xavier_uniform", "he_normal")
+INIT_SCHEMES = ("zero", "small_normal", "standard", "xavier_normal", "xavier_uniform", "he_normal")
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
@@ -211,6 +211,9 @@ def _init_(weight: torch.Tensor, scheme: str, gain: float, activation: str) -> N
         nn.init.zeros_(weight)
     elif scheme == "small_normal":
         nn.init.normal_(weight, std=0.01 * gain)
+    elif scheme == "standard":  # U[-1/sqrt(fan_in), 1/sqrt(fan_in)], lecture 04's "standard" initialization
+        bound = gain / math.sqrt(weight.shape[1])
+        nn.init.uniform_(weight, -bound, bound)
     elif scheme == "xavier_normal":
         nn.init.xavier_normal_(weight, gain=gain)
     elif scheme == "xavier_uniform":

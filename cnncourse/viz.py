@@ -1,5 +1,6 @@
 """Figures the lectures draw again and again: image grids, kernels, feature maps, per-layer histograms,
-learning curves and learning-rate schedules.
+learning curves and learning-rate schedules; and pictures of ideas drawn with matplotlib patches (the
+convolution volume, im2col, and the inception, residual, bottleneck, dense and inverted-residual blocks).
 
 Every function returns a :class:`matplotlib.figure.Figure` and never calls ``plt.show()``. In a notebook,
 leave the figure as the cell's last expression or call ``plt.show()``: it is shown once either way
@@ -32,6 +33,10 @@ __all__ = [
     "plot_history",
     "lr_curve",
     "plot_lr_schedule",
+    "draw_conv_volume",
+    "draw_im2col",
+    "BLOCKS",
+    "draw_block",
 ]
 
 
@@ -341,12 +346,15 @@ def plot_history(
     *,
     metrics: Sequence[str] = ("loss", "acc"),
     title: str | None = None,
+    log_scale: Sequence[str] = (),
 ) -> Figure:
     """Learning curves, one panel per metric: train solid, validation dashed, one colour per run.
 
     Args:
         history: one :class:`~cnncourse.train.History` or a mapping label -> History (several runs compared).
         metrics: any of ``"loss"``, ``"acc"``. A run stopped early gets a dotted line at its best epoch.
+        log_scale: the metrics drawn on a log y axis, e.g. ``("loss",)`` when one run's spike would flatten
+            every other curve on a linear axis.
     """
     runs = {"": history} if isinstance(history, History) else dict(history)
     if not runs or not all(isinstance(h, History) for h in runs.values()):
@@ -354,6 +362,8 @@ def plot_history(
     for m in metrics:
         if m not in _METRICS:
             raise ValueError(f"unknown metric {m!r}; choose from {list(_METRICS)}.")
+    if isinstance(log_scale, str) or not set(log_scale) <= set(metrics):
+        raise ValueError(f"log_scale must be a sequence of the plotted metrics {list(metrics)}, got {log_scale!r}.")
     fig, axes = new_figure(1, len(metrics), panel=(4.0, 2.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -368,8 +378,10 @@ def plot_history(
             if h.stopped_early and h.best_epoch is not None:
                 ax.axvline(h.best_epoch + 1, color=color, linestyle=":", linewidth=1)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
+        ax.set_ylabel(f"{label} (log scale)" if metric in log_scale else label)
+        if metric in log_scale:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both" if metric in log_scale else "major")
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
@@ -423,4 +435,278 @@ def plot_lr_schedule(
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pictures of ideas: the convolution volume, im2col, and the blocks of lectures 12-14.
+
+_SHADES = {"front": 1.0, "top": 0.8, "side": 0.6}
+
+
+def _cuboid(ax, x: float, y: float, width: float, height: float, depth: float, color, *, alpha: float = 0.9,
+            zorder: float = 1.0, slant: float = 0.5) -> None:
+    """A box in oblique projection: front face ``width x height`` at ``(x, y)``, receding ``depth`` up-right."""
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Polygon
+
+    dx, dy = depth * slant * 0.8, depth * slant * 0.6
+    faces = {
+        "front": [(x, y), (x + width, y), (x + width, y + height), (x, y + height)],
+        "top": [(x, y + height), (x + width, y + height), (x + width + dx, y + height + dy), (x + dx, y + height + dy)],
+        "side": [(x + width, y), (x + width + dx, y + dy), (x + width + dx, y + height + dy), (x + width, y + height)],
+    }
+    rgb = np.array(to_rgb(color))
+    for name, points in faces.items():
+        ax.add_patch(Polygon(points, closed=True, facecolor=rgb * _SHADES[name], edgecolor="black", linewidth=0.8,
+                             alpha=alpha, zorder=zorder))
+
+
+def _check_ints(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def draw_conv_volume(size: int = 7, channels: int = 3, kernel: int = 3, filters: int = 4, stride: int = 1) -> Figure:
+    """A convolution layer as volumes: input ``C x H x W``, ``K`` filters ``C x k x k``, output ``K x H2 x W2``.
+
+    One receptive field (``C x k x k``: every channel of one ``k x k`` window) is highlighted in the input;
+    each filter's dot product with it gives one number, so the ``K`` filters give the highlighted
+    ``K x 1 x 1`` column of the output. No padding: ``H2 = (H - k) // stride + 1``.
+    """
+    _check_ints(size=size, channels=channels, kernel=kernel, filters=filters, stride=stride)
+    if kernel > size:
+        raise ValueError(f"kernel ({kernel}) must be at most size ({size}).")
+    out = (size - kernel) // stride + 1
+    fig, axes = new_figure(1, 1, panel=(10.0, 3.8))
+    ax = axes[0, 0]
+    unit = 3.0 / size  # the input's front face is 3 units tall
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # input volume, with the receptive field of output (0, 0) drawn in front of it
+    _cuboid(ax, 0, 0, size * unit, size * unit, channels * unit * 1.5, "lightgray", alpha=0.5)
+    rf_y = (size - kernel) * unit  # top-left window
+    _cuboid(ax, 0, rf_y, kernel * unit, kernel * unit, channels * unit * 1.5, colors[1], zorder=2)
+    ax.text(size * unit / 2, -0.45, f"input  C x H x W = {channels} x {size} x {size}", ha="center", va="top")
+    ax.text(-0.2, rf_y + kernel * unit / 2, f"receptive field\n{channels} x {kernel} x {kernel}",
+            ha="right", va="center", color=colors[1])
+    # the filter bank
+    fx = size * unit + 2.2
+    fsize = min(kernel * unit, 4.2 / filters - 0.35)  # the filters, stacked, fit the input's height and depth
+    fdepth = fsize / (kernel * unit) * channels * unit * 1.5
+    gap = fsize + fdepth * 0.3 + 0.12
+    for f in range(filters):
+        _cuboid(ax, fx, (filters - 1 - f) * gap, fsize, fsize, fdepth, colors[(2 + f) % len(colors)], zorder=2)
+    ax.text(fx + fsize / 2, -0.45, f"K = {filters} filters,\neach C x k x k = {channels} x {kernel} x {kernel}",
+            ha="center", va="top")
+    # the output volume, one column per output position
+    ox = fx + fsize + 2.6
+    _cuboid(ax, ox, 0, out * unit, out * unit, filters * unit * 1.5, "lightgray", alpha=0.5)
+    col_y = (out - 1) * unit
+    for f in range(filters):  # the column of output (0, 0): one value per filter, front to back
+        depth_off = f * unit * 1.5 * 0.5
+        _cuboid(ax, ox + depth_off * 0.8, col_y + depth_off * 0.6, unit, unit, unit * 1.5,
+                colors[(2 + f) % len(colors)], zorder=3 + filters - f)
+    ax.text(ox + out * unit / 2, -0.45, f"output  K x H2 x W2 = {filters} x {out} x {out}", ha="center", va="top")
+    for x0, x1 in ((kernel * unit + 0.3, fx - 0.2), (fx + fsize + 0.9, ox - 0.2)):
+        ax.annotate("", xy=(x1, 1.7), xytext=(x0, 1.7), arrowprops={"arrowstyle": "->", "linewidth": 1.5})
+    ax.text((fx + fsize + 0.9 + ox) / 2, 1.85, "dot product\nper filter", ha="center", va="bottom", fontsize=9)
+    ax.set_xlim(-2.6, ox + out * unit + filters * unit + 1.0)
+    ax.set_ylim(-1.6, max(4.6, filters * gap + 0.4))
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"A convolution layer: every filter spans all {channels} input channels; "
+                 f"{filters} filters give {filters} output channels")
+    return fig
+
+
+def draw_im2col(size: int = 4, kernel: int = 2, stride: int = 1) -> Figure:
+    """im2col on one ``size x size`` channel whose pixels are numbered 0, 1, 2, ... row by row.
+
+    Left: the image with every ``kernel x kernel`` window (at ``stride``) in its own colour. Right: the
+    matrix of columns, ``(k*k, L)`` with ``L`` the number of output positions: column ``t`` holds window
+    ``t``'s pixel numbers read row by row, in ``torch.nn.functional.unfold``'s layout.
+    """
+    _check_ints(size=size, kernel=kernel, stride=stride)
+    if kernel > size:
+        raise ValueError(f"kernel ({kernel}) must be at most size ({size}).")
+    from matplotlib.patches import Rectangle
+
+    out = (size - kernel) // stride + 1
+    n_cols = out * out
+    image = torch.arange(size * size, dtype=torch.float32).reshape(1, 1, size, size)
+    cols = torch.nn.functional.unfold(image, kernel, stride=stride)[0].int()  # (k*k, L)
+    cmap = plt.get_cmap("tab20" if n_cols > 10 else "tab10")
+    fig, axes = new_figure(1, 2, panel=(4.0, 3.6), gridspec_kw={"width_ratios": [size, max(n_cols, size)]})
+    left, right = axes[0]
+    for r in range(size):
+        for c in range(size):
+            left.add_patch(Rectangle((c, size - 1 - r), 1, 1, facecolor="white", edgecolor="black"))
+            left.text(c + 0.5, size - 0.5 - r, str(r * size + c), ha="center", va="center")
+    for t in range(n_cols):  # each window's outline, inset a little per window so that overlaps show
+        i, j = divmod(t, out)
+        inset = 0.06 + 0.25 * (t % 3) / 3
+        left.add_patch(Rectangle((j * stride + inset, size - (i * stride + kernel) + inset), kernel - 2 * inset,
+                                 kernel - 2 * inset, fill=False, edgecolor=cmap(t % cmap.N), linewidth=2))
+    left.set_title(f"image {size} x {size}, windows {kernel} x {kernel}, stride {stride}")
+    rows = kernel * kernel
+    for t in range(n_cols):
+        right.add_patch(Rectangle((t, 0), 1, rows, facecolor=cmap(t % cmap.N), alpha=0.35, edgecolor="black"))
+        for a in range(rows):
+            right.text(t + 0.5, rows - 0.5 - a, str(int(cols[a, t])), ha="center", va="center")
+        right.text(t + 0.5, -0.4, str(t), ha="center", va="top", fontsize=8)
+    for a in range(rows):
+        right.text(-0.15, rows - 0.5 - a, f"offset {divmod(a, kernel)}", ha="right", va="center", fontsize=8)
+    right.set_title(f"im2col: {rows} x {n_cols} (one column per output position)")
+    right.text(n_cols / 2, -1.3, "output position t", ha="center", va="top", fontsize=8)
+    for ax, width, height in ((left, size, size), (right, n_cols, rows)):
+        ax.set_xlim(-1.6 if ax is right else -0.1, width + 0.1)
+        ax.set_ylim(-2.0 if ax is right else -0.1, height + 0.1)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class _Node:
+    x: float
+    y: float
+    label: str
+    color: str = "#dbe9f6"
+    width: float = 2.4
+
+
+_BLOCK_COLORS = {"conv": "#dbe9f6", "pool": "#fde0c5", "join": "#e4f4d9", "io": "#eeeeee", "act": "#f6dbe9"}
+
+
+def _block(kind: str) -> tuple[str, dict[str, _Node], list[tuple[str, str, str]]]:
+    """Title, nodes and edges ``(from, to, label)`` of one block; an edge label starting "skip" curves round."""
+    c = _BLOCK_COLORS
+    if kind == "inception":
+        xs = (-4.5, -1.5, 1.5, 4.5)
+        nodes = {
+            "in": _Node(0, 4, "previous layer\n192 x 28 x 28", c["io"], 3.2),
+            "b1": _Node(xs[0], 2, "1x1 conv, 64", c["conv"]),
+            "b2a": _Node(xs[1], 2.6, "1x1 conv, 96\n(reduce)", c["conv"]),
+            "b2": _Node(xs[1], 1.2, "3x3 conv, 128", c["conv"]),
+            "b3a": _Node(xs[2], 2.6, "1x1 conv, 16\n(reduce)", c["conv"]),
+            "b3": _Node(xs[2], 1.2, "5x5 conv, 32", c["conv"]),
+            "b4a": _Node(xs[3], 2.6, "3x3 max pool\nstride 1", c["pool"]),
+            "b4": _Node(xs[3], 1.2, "1x1 conv, 32", c["conv"]),
+            "out": _Node(0, -0.2, "concatenate channels\n64+128+32+32 = 256 x 28 x 28", c["join"], 4.6),
+        }
+        edges = [("in", "b1", ""), ("in", "b2a", ""), ("in", "b3a", ""), ("in", "b4a", ""), ("b2a", "b2", ""),
+                 ("b3a", "b3", ""), ("b4a", "b4", ""), ("b1", "out", ""), ("b2", "out", ""), ("b3", "out", ""),
+                 ("b4", "out", "")]
+        return "Inception block (GoogLeNet's 3a): four branches side by side", nodes, edges
+    if kind == "residual":
+        nodes = {
+            "in": _Node(0, 5, "x: 64 x H x W", c["io"]),
+            "c1": _Node(0, 3.8, "3x3 conv, 64\nBN, ReLU", c["conv"]),
+            "c2": _Node(0, 2.5, "3x3 conv, 64\nBN", c["conv"]),
+            "add": _Node(0, 1.3, "+", c["join"], 0.8),
+            "out": _Node(0, 0.2, "ReLU -> 64 x H x W", c["act"]),
+        }
+        edges = [("in", "c1", ""), ("c1", "c2", ""), ("c2", "add", "$\\mathcal{F}(x)$"),
+                 ("in", "add", "skip: identity x"), ("add", "out", "")]
+        return "Residual block (ResNet-18/34): $y = \\mathrm{ReLU}(\\mathcal{F}(x) + x)$", nodes, edges
+    if kind == "bottleneck":
+        nodes = {
+            "in": _Node(0, 5, "x: 256 x H x W", c["io"]),
+            "c1": _Node(0, 3.9, "1x1 conv, 64 (reduce)\nBN, ReLU", c["conv"], 3.0),
+            "c2": _Node(0, 2.8, "3x3 conv, 64\nBN, ReLU", c["conv"], 3.0),
+            "c3": _Node(0, 1.7, "1x1 conv, 256 (expand)\nBN", c["conv"], 3.0),
+            "add": _Node(0, 0.7, "+", c["join"], 0.8),
+            "out": _Node(0, -0.3, "ReLU -> 256 x H x W", c["act"], 3.0),
+        }
+        edges = [("in", "c1", ""), ("c1", "c2", ""), ("c2", "c3", ""), ("c3", "add", ""),
+                 ("in", "add", "skip: identity x"), ("add", "out", "")]
+        return "Bottleneck block (ResNet-50+): 1x1 reduce, 3x3, 1x1 expand", nodes, edges
+    if kind == "dense":
+        nodes = {"x0": _Node(-4.5, 2, "x0\nk0 = 64", c["io"], 1.6)}
+        edges = []
+        for i in range(1, 4):
+            nodes[f"h{i}"] = _Node(-4.5 + 2.6 * i, 2, f"BN, ReLU,\n3x3 conv, k\n-> x{i}", c["conv"], 1.9)
+        nodes["out"] = _Node(-4.5 + 2.6 * 4, 2, "concat\n64 + 3k", c["join"], 1.6)
+        names = ["x0", "h1", "h2", "h3", "out"]
+        for j in range(1, len(names)):
+            for i in range(j):
+                edges.append((names[i], names[j], "" if j == i + 1 else "skip: concat"))
+        title = "Dense block (DenseNet, growth rate k = 32): each layer sees all earlier maps, concatenated"
+        return title, nodes, edges
+    if kind == "inverted_residual":
+        nodes = {
+            "in": _Node(0, 5, "x: C = 24 channels, H x W", c["io"], 3.2),
+            "c1": _Node(0, 3.9, "1x1 conv, t C = 144 (expand, t = 6)\nBN, ReLU6", c["conv"], 4.0),
+            "c2": _Node(0, 2.8, "3x3 depthwise conv, 144\nBN, ReLU6", c["conv"], 4.0),
+            "c3": _Node(0, 1.7, "1x1 conv, 24 (project)\nBN, no ReLU (linear)", c["conv"], 4.0),
+            "add": _Node(0, 0.7, "+", c["join"], 0.8),
+            "out": _Node(0, -0.3, "24 x H x W", c["io"], 3.2),
+        }
+        edges = [("in", "c1", ""), ("c1", "c2", ""), ("c2", "c3", ""), ("c3", "add", ""),
+                 ("in", "add", "skip: identity x\n(stride 1, same C)"), ("add", "out", "")]
+        return "Inverted residual (MobileNetV2): narrow -> wide -> narrow, skip between the narrow ends", nodes, edges
+    raise ValueError(f"unknown block {kind!r}; choose one of {', '.join(BLOCKS)}.")
+
+
+BLOCKS = ("inception", "residual", "bottleneck", "dense", "inverted_residual")
+
+
+def draw_block(kind: str) -> Figure:
+    """A block diagram of one architecture block: boxes for layers, arrows for the data flow.
+
+    ``kind`` is one of :data:`BLOCKS`: ``"inception"`` (GoogLeNet's four parallel branches, concatenated),
+    ``"residual"`` (two 3x3 convs and an identity skip, added), ``"bottleneck"`` (1x1 reduce, 3x3, 1x1
+    expand, skip), ``"dense"`` (every layer gets all earlier maps, concatenated) or ``"inverted_residual"``
+    (MobileNetV2: 1x1 expand, 3x3 depthwise, linear 1x1 project, skip between the narrow ends). Channel
+    counts are the papers' examples. Skip connections are the curved arrows.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    if kind not in BLOCKS:
+        raise ValueError(f"unknown block {kind!r}; choose one of {', '.join(BLOCKS)}.")
+    title, nodes, edges = _block(kind)
+    horizontal = kind == "dense"
+    fig, axes = new_figure(1, 1, panel=(11.0, 3.6) if horizontal or kind == "inception" else (6.0, 5.2))
+    ax = axes[0, 0]
+    height = 0.8
+    for node in nodes.values():
+        ax.add_patch(FancyBboxPatch((node.x - node.width / 2, node.y - height / 2), node.width, height,
+                                    boxstyle="round,pad=0.05", facecolor=node.color, edgecolor="black", zorder=2))
+        ax.text(node.x, node.y, node.label, ha="center", va="center", fontsize=9, zorder=3)
+    right = max(n.x + n.width / 2 for n in nodes.values()) + 0.5  # where vertical skips run down
+    for n_skip, (src, dst, label) in enumerate(e for e in edges if e[2].startswith("skip")):
+        a, b = nodes[src], nodes[dst]
+        if horizontal:  # arcs over the row
+            ax.add_patch(FancyArrowPatch((a.x + 0.3, a.y + height / 2), (b.x - 0.3, b.y + height / 2),
+                                         connectionstyle="arc3,rad=-0.35", arrowstyle="-|>", mutation_scale=12,
+                                         color="tab:red", linewidth=1.3, zorder=1))
+            if n_skip == 0:
+                ax.text(0, 4.3, "curved arrows: " + label[len("skip: "):], color="tab:red", fontsize=9, ha="center")
+            continue
+        # right from the source, down the side, left into the target
+        ax.plot([a.x + a.width / 2, right, right], [a.y, a.y, b.y], color="tab:red", linewidth=1.3, zorder=1)
+        ax.add_patch(FancyArrowPatch((right, b.y), (b.x + b.width / 2, b.y), arrowstyle="-|>", mutation_scale=12,
+                                     color="tab:red", linewidth=1.3, zorder=1))
+        ax.text(right + 0.15, (a.y + b.y) / 2, label[len("skip: "):], color="tab:red", fontsize=9, va="center")
+    for src, dst, label in edges:
+        if label.startswith("skip"):
+            continue
+        a, b = nodes[src], nodes[dst]
+        if horizontal:
+            start, end = (a.x + a.width / 2, a.y), (b.x - b.width / 2, b.y)
+        else:
+            start, end = (a.x, a.y - height / 2), (b.x, b.y + height / 2)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color="black", zorder=1))
+        if label:
+            ax.text((start[0] + end[0]) / 2 - 0.15, (start[1] + end[1]) / 2, label, ha="right", va="center",
+                    fontsize=9, style="italic")
+    xs = [n.x - n.width / 2 for n in nodes.values()] + [n.x + n.width / 2 for n in nodes.values()]
+    ys = [n.y for n in nodes.values()]
+    ax.set_xlim(min(xs) - 0.6, max(xs) + (0.6 if horizontal or kind == "inception" else 3.2))
+    ax.set_ylim(min(ys) - 0.8, max(ys) + (2.6 if horizontal else 0.8))
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
     return fig

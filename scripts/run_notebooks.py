@@ -73,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         parser.error("name notebooks, or pass --all")
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.setdefault("notebooks", {})
+    before = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    measured = {}
     for path in paths:
         key = str(path.relative_to(ROOT))
-        entry = results["notebooks"].get(key, {})
+        entry = dict(before.get("notebooks", {}).get(key, {}))
         if not args.quick_only:
             nb, seconds = execute(path, quick=False, timeout=args.timeout)
             nbformat.write(clean(nb), path)
@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         _, seconds = execute(path, quick=True, timeout=args.timeout)
         entry["quick_s"] = round(seconds, 1)
         print(f"{key}: quick run {seconds:.1f} s", flush=True)
-        results["notebooks"][key] = entry
+        measured[key] = entry
+    # Read the file again just before writing: another run (another notebook) may have finished meanwhile.
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.setdefault("notebooks", {}).update(measured)
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.machine()}
     results["note"] = ("wall time of a whole notebook through nbclient (kernel start included); "
                        "full = CNNCOURSE_QUICK=0, quick = CNNCOURSE_QUICK=1 as in the tests; "

@@ -111,6 +111,11 @@ def test_draw_init_one_panel_per_layer_and_the_vanishing_it_shows():
     assert max(stds) < 2 * min(stds)  # He init keeps the scale
     zero = explorers.draw_init("zero", depth=3, width=16)
     assert all("std 0" in ax.get_title() for ax in zero.axes)
+    # the standard init U[-1/sqrt(n), 1/sqrt(n)]: n Var(w) = 1/3, and ReLU halves it again: a factor ~0.4 per layer
+    standard = explorers.draw_init("standard", depth=4, activation="relu", width=256)
+    stds = [float(ax.get_title().split("std ")[1].split(",")[0]) for ax in standard.axes[:4]]
+    ratios = [b / a for a, b in zip(stds, stds[1:], strict=False)]
+    assert all(0.3 < r < 0.55 for r in ratios), ratios
     with pytest.raises(ValueError, match="unknown scheme"):
         explorers.draw_init("lecun")
 
@@ -243,7 +248,9 @@ def test_the_other_explorers_redraw_over_their_settings(shown):
     for size, mode in [(1, "train"), (1, "eval"), (256, "eval")]:
         bn["batch size"].value, bn["mode"].value = size, mode
     # one picture when built, then one per changed value (setting a control to its current value redraws nothing)
-    assert len(shown) == (1 + 1 + 7) + (1 + 1 + 5 + 2) + (1 + 3) and all(isinstance(f, Figure) for f in shown)
+    n_schemes = len(explorers.INIT_SCHEMES)
+    assert len(shown) == (1 + 1 + 7) + (1 + 1 + n_schemes + 2) + (1 + 3)
+    assert all(isinstance(f, Figure) for f in shown)
 
 
 def test_figure_draws_the_view_the_controls_show(shown):

@@ -101,6 +101,12 @@ def test_plot_history_lines_per_run_and_metric():
     assert len(viz.plot_history(b, metrics=("loss",)).axes) == 1
     with pytest.raises(ValueError, match="unknown metric"):
         viz.plot_history(a, metrics=("f1",))
+    spiky = History(train_loss=[1.0, 0.5, 0.4], val_loss=[1.1, 42.0, 0.6])
+    logged = viz.plot_history(spiky, metrics=("loss",), log_scale=("loss",))
+    assert logged.axes[0].get_yscale() == "log" and "log scale" in logged.axes[0].get_ylabel()
+    assert viz.plot_history(spiky, metrics=("loss",)).axes[0].get_yscale() == "linear"
+    with pytest.raises(ValueError, match="log_scale must be a sequence of the plotted metrics"):
+        viz.plot_history(spiky, metrics=("loss",), log_scale="loss")
 
 
 def test_lr_curves():
@@ -125,3 +131,59 @@ def test_figures_are_shown_once_in_a_notebook(monkeypatch):
     assert len(shown) == 1 and shown[0].data[:4] == b"\x89PNG"
     fig._ipython_display_()  # shown again in a later cell
     assert len(shown) == 2 and shown[1].data == shown[0].data
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_conv_volume_labels_the_three_volumes_with_their_shapes():
+    fig = viz.draw_conv_volume(size=7, channels=3, kernel=3, filters=4, stride=2)
+    texts = "\n".join(_texts(fig))
+    assert "3 x 7 x 7" in texts and "4 x 3 x 3" in texts  # input; output (7 - 3) // 2 + 1 = 3
+    assert "K = 4 filters" in texts and "receptive field\n3 x 3 x 3" in texts
+    # input, receptive field, 4 filters and 4 output cubes beside the output volume: 3 faces each
+    assert len(fig.axes[0].patches) == 3 * (1 + 1 + 4 + 1 + 4)
+    with pytest.raises(ValueError, match="kernel \\(9\\) must be at most size \\(7\\)"):
+        viz.draw_conv_volume(size=7, kernel=9)
+    with pytest.raises(ValueError, match="filters must be a positive int, got 0"):
+        viz.draw_conv_volume(filters=0)
+
+
+def test_im2col_picture_shows_unfold_columns():
+    """The numbers in the matrix are F.unfold's columns of the numbered image, one coloured column per window."""
+    fig = viz.draw_im2col(size=5, kernel=3, stride=2)
+    left, right = fig.axes
+    numbers = [int(t.get_text()) for t in right.texts if t.get_text().isdigit() and t.get_fontsize() > 8]
+    cols = torch.nn.functional.unfold(torch.arange(25.0).reshape(1, 1, 5, 5), 3, stride=2)[0]  # (9, 4)
+    assert numbers == cols.T.flatten().int().tolist()  # drawn column by column
+    assert len(left.patches) == 25 + 4  # the pixels and the 4 windows
+    with pytest.raises(ValueError, match="kernel"):
+        viz.draw_im2col(size=2, kernel=3)
+
+
+@pytest.mark.parametrize("kind, boxes, words", [
+    ("inception", 9, ["1x1 conv, 64", "3x3 max pool", "concatenate"]),
+    ("residual", 5, ["3x3 conv, 64", "+", "identity x"]),
+    ("bottleneck", 6, ["1x1 conv, 64 (reduce)", "1x1 conv, 256 (expand)", "identity x"]),
+    ("dense", 5, ["x0", "concat"]),
+    ("inverted_residual", 6, ["depthwise", "(expand, t = 6)", "no ReLU (linear)", "identity x"]),
+])
+def test_blocks_draw_their_layers_and_connections(kind, boxes, words):
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig = viz.draw_block(kind)
+    ax = fig.axes[0]
+    assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) == boxes
+    texts = "\n".join(_texts(fig))
+    assert all(w in texts for w in words), texts
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    skips = [p for p in arrows if p.get_edgecolor()[:3] != (0.0, 0.0, 0.0)]
+    expected_skips = {"inception": 0, "dense": 6}.get(kind, 1)  # dense: every later layer from every earlier
+    assert len(skips) == expected_skips
+    assert len(arrows) - len(skips) == {"inception": 11, "dense": 4}.get(kind, boxes - 1)
+
+
+def test_unknown_block_names_the_choices():
+    with pytest.raises(ValueError, match="unknown block 'vgg'; choose one of inception, residual"):
+        viz.draw_block("vgg")

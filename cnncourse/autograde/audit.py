@@ -1,6 +1,7 @@
 """Audit an assignment's submissions for ways around grading (``make audit``).
 
-Static: every cell a student could write (answer cells and cells they added) is scanned, comments
+Static: every cell a student could write (answer cells and cells they added) is compared with the course
+package's source (code pasted from ``cnncourse``: :mod:`cnncourse.autograde.copied`) and scanned, comments
 removed, for tampering with the execution machinery (IPython hooks, tracers, exception handlers), threads
 and processes, frame and source inspection, reading course or gradebook files, and other ways around the
 guard (torch's function-mode machinery, ``sys.modules``, changing torch or the grader); locked cells the
@@ -23,6 +24,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 
+from cnncourse.autograde.copied import copied_from_package
 from cnncourse.autograde.parallel import course_path, load_config, submitted_students
 from cnncourse.autograde.preprocessors import flag_in_gradebook, is_test_cell
 
@@ -150,6 +152,10 @@ def _static(student: str, submitted: NotebookNode, source: NotebookNode) -> list
             continue
         for category, reason, evidence, severity in scan_source(cell.source):
             findings.append(Finding(student, name, category, reason, evidence, severity))
+        match = copied_from_package(cell.source)
+        if match is not None:
+            findings.append(Finding(student, name, "copied code", f"{match.share:.0%} of its code is in the course "
+                                    f"package's {match.module}", match.module))
     for grade_id, cell in locked.items():
         if is_test_cell(cell) and grade_id not in present:
             findings.append(Finding(student, grade_id, "locked cells", "deleted a test cell (it scores 0)", ""))
