@@ -33,6 +33,7 @@ test cell whose marker is missing or forged.
 from __future__ import annotations
 
 import _thread
+import ast
 import builtins
 import contextlib
 import hashlib
@@ -450,6 +451,83 @@ def _answer(name: str, value: object) -> object:
     return call
 
 
+# Why an answer is missing: the cells that raised (Validate would otherwise blame a name the student never wrote).
+_RAISED: list[tuple[int, str, str]] = []  # (execution count, exception type, message), recorded after import
+
+
+def _record_failure(result) -> None:
+    error = getattr(result, "error_in_exec", None)
+    if error is not None and getattr(result, "execution_count", None):
+        _RAISED.append((result.execution_count, type(error).__name__, str(error)))
+
+
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _unanswered(source: str) -> bool:
+    """The cell still holds nbgrader's stub: a top-level ``raise NotImplementedError``."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.Raise) and "NotImplementedError" in ast.unparse(node.exc or node)
+               for node in tree.body)
+
+
+def _failed_answer_cells() -> dict[int, tuple[str, str]]:
+    """Execution count -> (exception type, message) of the notebook's cells that raised, test cells excepted:
+    unanswered stubs (seen in the input history), cells that raised since this module's import, and the last
+    error before it."""
+    shell = _shell()
+    history = shell.user_ns.get("In", []) if shell is not None else []
+    failed = {n: ("NotImplementedError", "") for n, source in enumerate(history) if n and _unanswered(source)}
+    last = getattr(sys, "last_value", None)
+    filenames = getattr(getattr(shell, "compile", None), "_filename_map", {})
+    tb = getattr(last, "__traceback__", None)
+    while tb is not None and last is not None:
+        number = filenames.get(tb.tb_frame.f_code.co_filename)
+        if number is not None:
+            failed.setdefault(number, (type(last).__name__, str(last)))
+            break
+        tb = tb.tb_next
+    failed.update({n: (kind, message) for n, kind, message in _RAISED})
+    return {n: why for n, why in failed.items() if n >= len(history) or "@graded_test(" not in history[n]}
+
+
+def _undefined(name: str) -> str:
+    """The message for a test's missing answer ``name``: the answer cell that is unanswered or raised, if any."""
+    failed = _failed_answer_cells()
+    if not failed:
+        return f"{name} is not defined: run the cell where you wrote it (keep its name)."
+    number = max(failed)
+    kind, message = failed[number]
+    if kind == "NotImplementedError":
+        return (f"{name} is not defined: the answer cell In [{number}] is not answered yet (it still raises "
+                f"NotImplementedError). Replace `raise NotImplementedError()` there with your answer, which "
+                f"defines {name}, and run that cell.")
+    return (f"{name} is not defined: the cell In [{number}] raised {kind}: {message[:200]}. Fix that cell (it "
+            f"should define {name}) and run it again.")
+
+
+def _not_answered(err: NotImplementedError) -> AssertionError:
+    """A test called a function whose body is still nbgrader's stub: say which one and what to do."""
+    tb, where = err.__traceback__, None
+    while tb is not None:
+        where = tb.tb_frame.f_code.co_name
+        tb = tb.tb_next
+    return AssertionError(f"{where} is not answered yet: it still raises NotImplementedError. Write its body in "
+                          "place of `raise NotImplementedError()` and run its cell again.")
+
+
+if _shell() is not None:
+    _shell().events.register("post_run_cell", _record_failure)
+
+
 def pass_marker(grade_id: str, key: str | None) -> str:
     """The line a test cell prints last when it passed; with a grading key it carries a token of it."""
     line = f"\u2714 {grade_id} passed"
@@ -480,7 +558,7 @@ def graded_test(grade_id: str, *, seed: int | None = None) -> Callable[[Callable
             elif param in notebook:
                 kwargs[param] = _answer(param, notebook[param])
             else:
-                raise AssertionError(f"{param} is not defined: run the cell where you wrote it (keep its name).")
+                raise AssertionError(_undefined(param))
         # The test's own globals: only the builtins (as at import), never the notebook's names.
         test = types.FunctionType(test.__code__, {"__builtins__": _BUILTINS, "__name__": "graded_test"},
                                   test.__name__, test.__defaults__, test.__closure__)
@@ -489,7 +567,10 @@ def graded_test(grade_id: str, *, seed: int | None = None) -> Callable[[Callable
         try:
             with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
                 warnings.simplefilter("always")
-                test(**kwargs)
+                try:
+                    test(**kwargs)
+                except NotImplementedError as err:
+                    raise _not_answered(err) from None
         finally:
             torch.set_rng_state(rng)
             seen = set()
