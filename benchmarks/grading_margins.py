@@ -151,13 +151,16 @@ def required_margin(kind: str, bar: float, check: str) -> float:
     """The margin a check must keep between the reference's worst case and its bar (``tests/test_grading_margins.py``).
 
     Statistical checks (``within``, k standard errors): one standard error (``bar / 6`` for k = 6). A training's
-    accuracy: one point (0.01). ``assert_close`` (``at_most`` 1, the error as a share of the tolerance): half the
-    tolerance. Bounds that a correct answer can only reach, never cross (a uniform sample's extent): none.
+    accuracy: one point (0.01); its loss ratio: 0.05. ``assert_close`` (``at_most`` 1, the error as a share of the
+    tolerance): half the tolerance. Bounds that a correct answer can only reach, never cross (a uniform sample's
+    extent): none.
     """
     if kind == "within":
         return bar / 6
     if "accuracy" in check:
         return 0.01
+    if "loss" in check:  # a training's loss ratio (unit tests of cnncourse.train)
+        return 0.05
     if "[-a, a]" in check or "far from a" in check:
         return 0.0
     return bar / 2 if kind == "at_most" else 0.0
