@@ -34,12 +34,13 @@ def cells():
 def check_fit_tensors_on_cells(seed: int = 0, cells=None) -> History:
     """Eight epochs of a small CellNet on the synthetic cells: what training must achieve whatever the seed (of the
     weights and the batches), threads or CPU kernels (``benchmarks/grading_margins.py`` measures these quantities
-    over 20 seeds x 1, 2 threads x 3 kernel sets; four epochs left some seeds at a loss ratio of 0.84)."""
+    over 20 seeds x 1, 2 threads x 3 kernel sets; four epochs left some seeds at a loss ratio of 0.90)."""
     train, val = cells or _cells(0)
     torch.manual_seed(seed)
     model = cellnet(widths=(8, 16, 32))
     history = fit_tensors(model, train, val, epochs=8, batch_size=32, lr=3e-3, progress=False)
-    at_most(history.train_loss[-1] / history.train_loss[0], 0.6, "synthetic cells: last / first training loss")
+    # over 20 seeds x 3 kernel sets x 1, 2 threads the ratio reached 0.625 (median 0.19); untrained it is about 1
+    at_most(history.train_loss[-1] / history.train_loss[0], 0.75, "synthetic cells: last / first training loss")
     at_least(history.val_acc[-1], 0.75, "synthetic cells: validation accuracy")
     return history
 
