@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncourse.hub.settings import PROJECT, HubSettings
-from tests.lab import free_port
+from tests.lab import free_port, stop_process
 
 PROXY = PROJECT / "node_modules" / ".bin" / "configurable-http-proxy"
 
@@ -200,12 +200,7 @@ def running_hub(prefix: str, people: list[dict[str, str]], mem_limit: str = "3G"
         yield hub
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30)
         uids = set()
         for name in accounts:
             with contextlib.suppress(KeyError):

@@ -49,6 +49,16 @@ class Lab:
         return f"{self.base}/{path.lstrip('/')}{sep}token={self.token}"
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """Terminate ``proc``; kill it if it has not exited after ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -103,9 +113,4 @@ def running_lab(root_dir: Path, workdir: Path, extra_args: Sequence[str] = (), e
                 time.sleep(0.5)
             yield lab
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 20)
