@@ -19,15 +19,16 @@ import importlib
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from nbformat import NotebookNode
 
-__all__ = ["MIME", "RESULTS", "emit", "fail", "inputs_dir", "load_scorer", "predictions", "read_results",
-           "write_results"]
+__all__ = ["HIDDEN_INPUTS_ENV", "MIME", "RESULTS", "capture", "emit", "fail", "inputs_dir", "load_scorer",
+           "predictions", "read_results", "write_results"]
 
+HIDDEN_INPUTS_ENV = "CNNCOURSE_HIDDEN_INPUTS"  # the folder of hidden inputs (no labels) a graded kernel reads
 MIME = "application/vnd.cnncourse.predictions+json"
 RESULTS = "cnncourse-results.json"  # written by the grader beside the autograded notebook
 _SINK: list[dict] | None = None  # the in-process grader's outputs of the running cell
@@ -35,7 +36,7 @@ _SINK: list[dict] | None = None  # the in-process grader's outputs of the runnin
 
 def inputs_dir() -> Path | None:
     """In a graded kernel: the folder of hidden inputs the grader prepared (read-only), else None."""
-    folder = os.environ.get("CNNCOURSE_HIDDEN_INPUTS")
+    folder = os.environ.get(HIDDEN_INPUTS_ENV)
     return Path(folder) if folder else None
 
 
@@ -105,8 +106,3 @@ def read_results(folder: Path) -> dict:
     """The grader's results for one autograded submission ({} when none were written)."""
     path = Path(folder) / RESULTS
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def numbers(values: Sequence[float]) -> list[float]:
-    """``values`` as plain Python floats (for :func:`emit`)."""
-    return [float(v) for v in values]

@@ -22,8 +22,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Unicode
 
-from cnncourse.autograde.hidden import RESULTS, load_scorer, write_results
-from cnncourse.autograde.sandbox import HIDDEN_INPUTS_ENV, Sandbox, Slot
+from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, load_scorer, write_results
+from cnncourse.autograde.sandbox import Sandbox, Slot
 
 __all__ = ["SandboxedExecute", "SandboxedKernelManager"]
 

@@ -29,9 +29,10 @@ from pathlib import Path
 from traitlets import Enum, Int, List, Unicode
 from traitlets.config import Configurable
 
-__all__ = ["Sandbox", "SandboxUnavailable", "HIDDEN_INPUTS_ENV", "SUBMISSION_DIR"]
+from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV
 
-HIDDEN_INPUTS_ENV = "CNNCOURSE_HIDDEN_INPUTS"  # the folder of hidden inputs (no labels), read-only in the sandbox
+__all__ = ["Sandbox", "SandboxUnavailable", "Slot", "SUBMISSION_DIR"]
+
 SUBMISSION_DIR = "/home/student/submission"  # the kernel's working directory: a writable copy of the submission
 _HIDDEN_DIR = "/srv/hidden"
 _SOURCE_DIR = "/srv/submitted"
@@ -178,7 +179,7 @@ def _readable_by_others(path: Path) -> bool:
     return bool(mode & 0o004) and bool(mode & 0o001)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(bwrap: str, root: bool) -> None:
     """Run ``true`` in a minimal sandbox once per process; raise with what to do if that fails."""
     if not bwrap:
