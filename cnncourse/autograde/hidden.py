@@ -79,7 +79,7 @@ def predictions(cell: NotebookNode, n: int) -> tuple[list[float] | None, dict]:
 
 def fail(cell: NotebookNode, message: str) -> None:
     """Score ``cell`` 0 with ``message`` (an error output first: partial credit cannot win)."""
-    cell.outputs.insert(0, NotebookNode(output_type="error", ename="AssertionError", evalue=message,
+    cell.setdefault("outputs", []).insert(0, NotebookNode(output_type="error", ename="AssertionError", evalue=message,
                                         traceback=[f"AssertionError: {message}"]))
 
 

@@ -22,7 +22,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Unicode
 
-from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, load_scorer, write_results
+from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, fail, load_scorer, write_results
 from cnncourse.autograde.sandbox import Sandbox, Slot
 
 __all__ = ["SandboxedExecute", "SandboxedKernelManager"]
@@ -117,6 +117,10 @@ class SandboxedExecute(Execute):
             timer.start()
             try:
                 nb, resources = super().preprocess(nb, resources)
+            except Exception:
+                if not self._timed_out:
+                    raise
+                self._fail_unfinished(nb, sandbox.notebook_timeout)  # the cells that finished keep their scores
             finally:
                 timer.cancel()
             if scorer:
@@ -135,6 +139,14 @@ class SandboxedExecute(Execute):
         kc = await super().async_start_new_kernel_client()
         self.km.seal()
         return kc
+
+    @staticmethod
+    def _fail_unfinished(nb, limit: int) -> None:
+        """Each code cell that did not finish (the kernel was killed) gets an error: it scores 0, unflagged."""
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.get("execution_count") is None:
+                fail(cell, f"not run to the end: the notebook's time limit ({limit} s) was reached and its "
+                           "kernel was stopped")
 
     def _time_up(self) -> None:
         self._timed_out = True
