@@ -33,7 +33,7 @@ ANSWER = "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END 
 TEST = ('from cnncourse.grading import graded_test\n\n\n@graded_test("test_add")\ndef _test(add):\n'
         '    assert add(2, 3) == 5, "add(2, 3) should be 5"')
 RECORD = ('import json, os, signal, socket, time\n\n\ndef record(worked, detail=""):\n'
-          '    print("ESCAPE " + json.dumps({"worked": bool(worked), "detail": str(detail)[:300]}))\n')
+          '    print("ESCAPE " + json.dumps({"worked": bool(worked), "detail": str(detail)[:300]}), flush=True)\n')
 
 # Each escape: the code of the cell a student adds after the test cell. __COURSE__, __HIDDEN__, __HOME__, __PORT__
 # and __TOKEN__ are filled in by the test.
@@ -119,7 +119,7 @@ n, error = 0, None
 try:
     while n < 5000:
         if os.fork() == 0:
-            time.sleep(300)
+            time.sleep(5)  # long enough to hold the processes; then the kernel can report
             os._exit(0)
         n += 1
 except OSError as err:
@@ -231,14 +231,15 @@ def attempt(course: Path, student: str) -> dict | None:
     if not path.exists():
         return None
     outputs = nbformat.read(path, as_version=4).cells[-1].get("outputs", [])
-    text = "".join(o.get("text", "") or o.get("evalue", "") for o in outputs)
+    text = "\n".join(o.get("text", "") or o.get("evalue", "") for o in outputs)
     found = re.findall(r"^ESCAPE (\{.*\})$", text, re.M)
     return json.loads(found[-1]) if found else {"worked": None, "detail": text[-300:]}
 
 
 def test_every_escape_is_blocked(escape_batch):
     course, run = escape_batch["course"], escape_batch["run"]
-    assert "escape: 16 graded, 0 failed to run, 0 flagged" in run.stdout, run.stdout + run.stderr[-3000:]
+    summary = f"escape: {len(HONEST) + len(ESCAPES)} graded, 0 failed to run, 0 flagged"
+    assert summary in run.stdout, run.stdout + run.stderr[-3000:]
     results = {name: attempt(course, f"mallory_{name}") for name in ESCAPES if name != "sleeps_forever"}
     worked = {name: r for name, r in results.items() if r is None or r["worked"] is not False}
     assert not worked, f"escapes not blocked (or not recorded): {worked}"

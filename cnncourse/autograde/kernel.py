@@ -103,7 +103,7 @@ class SandboxedExecute(Execute):
         scorer = load_scorer(self.hidden_scorers.get(info.get("assignment", "")))
         folder = resources.get("metadata", {}).get("path") or os.getcwd()
         hidden = tempfile.mkdtemp(prefix="cnncourse-hidden-") if scorer else None
-        self._hidden, self._timed_out = hidden, False
+        self._hidden, self._timed_out, self._finished = hidden, False, set()
         try:
             if scorer:  # a results file submitted with the notebook never reaches the leaderboard
                 (Path(folder) / RESULTS).unlink(missing_ok=True)
@@ -120,9 +120,10 @@ class SandboxedExecute(Execute):
             except Exception:
                 if not self._timed_out:
                     raise
-                self._fail_unfinished(nb, sandbox.notebook_timeout)  # the cells that finished keep their scores
             finally:
                 timer.cancel()
+            if self._timed_out:  # the cells that finished keep their scores; the others score 0
+                self._fail_unfinished(nb, sandbox.notebook_timeout)
             if scorer:
                 write_results(Path(folder), scorer.score(nb, key))
         finally:
@@ -140,11 +141,14 @@ class SandboxedExecute(Execute):
         self.km.seal()
         return kc
 
-    @staticmethod
-    def _fail_unfinished(nb, limit: int) -> None:
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        self._finished.add(id(kwargs["cell"]))
+
+    def _fail_unfinished(self, nb, limit: int) -> None:
         """Each code cell that did not finish (the kernel was killed) gets an error: it scores 0, unflagged."""
         for cell in nb.cells:
-            if cell.cell_type == "code" and cell.get("execution_count") is None:
+            if cell.cell_type == "code" and id(cell) not in self._finished:
                 fail(cell, f"not run to the end: the notebook's time limit ({limit} s) was reached and its "
                            "kernel was stopped")
 
