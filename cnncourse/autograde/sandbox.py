@@ -200,7 +200,7 @@ class Slot:
     """A free sandbox slot (0 .. slots - 1) held until :meth:`release`: one uid per concurrent kernel."""
 
     def __init__(self, slots: int) -> None:
-        folder = Path(tempfile.gettempdir()) / "cnncourse-sandbox-slots"
+        folder = Path(tempfile.gettempdir()) / f"cnncourse-sandbox-slots-{os.getuid()}"
         folder.mkdir(mode=0o700, exist_ok=True)
         for k in range(slots):
             fd = os.open(folder / f"{k}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
