@@ -112,8 +112,12 @@ class Sandbox(Configurable):
             elif path.is_dir():
                 cmd += ["--ro-bind", str(path), str(path)]
         mounts = ["/usr", "/etc", *_python_paths()]
-        data = [env[name] for name in self.data_env if env.get(name)]
-        mounts += [p for p in [*self.read_only, *data] if os.path.exists(p)]
+        data = {name: [p for p in env[name].split(os.pathsep) if p] for name in self.data_env if env.get(name)}
+        own = _data_dir(env)  # the grader's downloaded public data (cnncourse.data.data_dir()), searched read-only
+        if own and "CNNCOURSE_DATA_PATH" in self.data_env:
+            data.setdefault("CNNCOURSE_DATA_PATH", []).append(own)
+        mounts += [p for p in [*self.read_only, *(p for ps in data.values() for p in ps)] if os.path.exists(p)]
+        _refuse_hidden_inside(env, mounts)
         for path in dict.fromkeys(str(p) for p in mounts):
             cmd += _parents(path) + ["--ro-bind", path, path]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
@@ -124,7 +128,7 @@ class Sandbox(Configurable):
             cmd += [*_parents(_HIDDEN_DIR), "--ro-bind", hidden, _HIDDEN_DIR]
         cmd += ["--clearenv", "--unsetenv", "JPY_PARENT_PID"]
         allowed = {name: env[name] for name in self.env_allow if name in env}
-        allowed.update({name: env[name] for name in self.data_env if env.get(name)})
+        allowed.update({name: os.pathsep.join(paths) for name, paths in data.items()})
         allowed.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
                        HOME="/home/student", TMPDIR="/tmp", USER="student", LOGNAME="student",
                        PYTHONPATH=str(_package_dir().parent), LANG=allowed.get("LANG", "C.UTF-8"))
@@ -156,6 +160,24 @@ def _parents(path: str) -> list[str]:
     for parent in reversed(Path(path).parents[:-1]):
         out += ["--perms", "0755", "--dir", str(parent)]
     return out
+
+
+def _data_dir(env: dict[str, str]) -> str | None:
+    """``cnncourse.data.data_dir()`` of the grader when it exists (public data downloaded there), else None."""
+    folder = Path(env.get("CNNCOURSE_DATA_DIR") or Path.home() / ".cache" / "cnncourse").expanduser()
+    return str(folder) if folder.is_dir() else None
+
+
+def _refuse_hidden_inside(env: dict[str, str], mounts: list) -> None:
+    """Hidden data (``$CNNCOURSE_GRADING_DATA``) inside a folder the kernel can read: refuse, naming both."""
+    hidden = env.get("CNNCOURSE_GRADING_DATA")
+    if not hidden:
+        return
+    path = Path(hidden).resolve()
+    for mount in mounts:
+        if path.is_relative_to(Path(mount).resolve()):
+            raise SandboxUnavailable(f"the hidden grading data {hidden} is inside {mount}, which graded kernels can "
+                                     "read: move it outside (e.g. /secure/...) and set $CNNCOURSE_GRADING_DATA there")
 
 
 def _package_dir() -> Path:
