@@ -244,8 +244,8 @@ def test_every_escape_is_blocked(escape_batch):
     worked = {name: r for name, r in results.items() if r is None or r["worked"] is not False}
     assert not worked, f"escapes not blocked (or not recorded): {worked}"
     assert escape_batch["listener"].connections == 0
-    sleeper = attempt(course, "mallory_sleeps_forever")  # stopped by the notebook's limit, its cell scored 0
-    assert sleeper["worked"] is None and "time limit" in sleeper["detail"], sleeper
+    sleeper = attempt(course, "mallory_sleeps_forever")  # stopped (cell or notebook limit), its cell scored 0
+    assert sleeper["worked"] is None and "not run to the end" in sleeper["detail"], sleeper
 
 
 def test_honest_students_unharmed(escape_batch):

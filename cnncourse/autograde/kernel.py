@@ -6,7 +6,8 @@ autograde`` and ``make autograde`` (which runs nbgrader's API in worker processe
 1. checks that kernels can be sandboxed here (or refuses, saying how to install bubblewrap);
 2. lets the assignment's hidden scorer (``c.SandboxedExecute.hidden_scorers``) write its hidden inputs, without
    labels, into a folder the kernel reads (:mod:`cnncourse.autograde.hidden`);
-3. runs the notebook in a sandboxed kernel, killed after ``c.Sandbox.notebook_timeout`` seconds;
+3. runs the notebook in a sandboxed kernel, killed after ``c.Sandbox.notebook_timeout`` seconds (or when a cell
+   past ``c.Execute.timeout`` ignores the interrupt); the cells that finished keep their scores;
 4. has the scorer score what the kernel predicted, here, in the grader's process.
 """
 
@@ -19,6 +20,7 @@ import threading
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Unicode
 
@@ -115,15 +117,20 @@ class SandboxedExecute(Execute):
             timer = threading.Timer(sandbox.notebook_timeout, self._time_up)
             timer.daemon = True
             timer.start()
+            stopped = None
             try:
                 nb, resources = super().preprocess(nb, resources)
+            except CellTimeoutError:  # a cell ran past c.Execute.timeout and ignored the interrupt: kernel stopped
+                stopped = "a cell ran past its time limit (c.Execute.timeout) and did not stop when interrupted"
             except Exception:
                 if not self._timed_out:
                     raise
             finally:
                 timer.cancel()
-            if self._timed_out:  # the cells that finished keep their scores; the others score 0
-                self._fail_unfinished(nb, sandbox.notebook_timeout)
+            if self._timed_out:
+                stopped = f"the notebook's time limit ({sandbox.notebook_timeout} s) was reached"
+            if stopped:  # the cells that finished keep their scores; the others score 0
+                self._fail_unfinished(nb, stopped)
             if scorer:
                 write_results(Path(folder), scorer.score(nb, key))
         finally:
@@ -145,12 +152,11 @@ class SandboxedExecute(Execute):
         super().on_cell_executed(**kwargs)
         self._finished.add(id(kwargs["cell"]))
 
-    def _fail_unfinished(self, nb, limit: int) -> None:
-        """Each code cell that did not finish (the kernel was killed) gets an error: it scores 0, unflagged."""
+    def _fail_unfinished(self, nb, why: str) -> None:
+        """Each code cell that did not finish (the kernel was stopped) gets an error: it scores 0, unflagged."""
         for cell in nb.cells:
             if cell.cell_type == "code" and id(cell) not in self._finished:
-                fail(cell, f"not run to the end: the notebook's time limit ({limit} s) was reached and its "
-                           "kernel was stopped")
+                fail(cell, f"not run to the end: {why}, and its kernel was stopped")
 
     def _time_up(self) -> None:
         self._timed_out = True
