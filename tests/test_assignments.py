@@ -35,6 +35,7 @@ from tests.grading_support import (
     make_course,
     nbgrader,
     nbgrader_env,
+    sandbox_unavailable,
 )
 
 TIMEOUT = 15  # seconds per cell in the batch (the course config uses 120): an infinite loop costs this
@@ -61,6 +62,8 @@ class Batch:
 def batch(request, tmp_path_factory):
     """A temporary course with the assignment's submissions, autograded once in parallel (make autograde JOBS=2)."""
     a = request.param
+    if why := sandbox_unavailable():
+        pytest.skip(f"autograde's sandbox is unavailable here: {why}")
     subs = a.submissions(a)
     course = make_course(tmp_path_factory.mktemp(a.id), a, subs)
     run = subprocess.run([sys.executable, "-m", "cnncourse.autograde", "autograde", a.id, "--jobs", str(JOBS),
@@ -104,7 +107,7 @@ def test_validator(assignment, monkeypatch, tmp_path):
 def test_solution_full_marks_in_process(assignment, monkeypatch, tmp_path):
     """The in-process grader gives the reference solution every autograded point, without flags."""
     grading_env(assignment, monkeypatch)
-    report = grade_in_process(assignment.graded_source(tmp_path))
+    report = grade_in_process(assignment.graded_source(tmp_path), scorer=assignment.scorer())
     assert report.by_cell() == assignment.grade_cells, [(c.grade_id, c.error) for c in report.cells if c.error]
     assert not report.flags
 
@@ -114,7 +117,7 @@ def test_mutant_loses_points(aid, mutant, monkeypatch, tmp_path):
     """Each known-wrong answer loses points (the report with visible/hidden detail: make mutation)."""
     a = BY_ID[aid]
     grading_env(a, monkeypatch)
-    report = grade_in_process(a.graded_source(tmp_path), a.mutants[mutant].replacements)
+    report = grade_in_process(a.graded_source(tmp_path), a.mutants[mutant].replacements, scorer=a.scorer())
     assert report.score < a.points, f"{mutant} ({a.mutants[mutant].what}) kept full marks"
 
 
@@ -206,7 +209,7 @@ def test_inprocess_agrees_with_nbgrader(batch, monkeypatch):
         if not s.inprocess:
             continue
         report = grade_in_process(restore_locked(s.notebook, source),
-                                  cwd=batch.course / ".nbgrader" / "submitted" / name / a.id)
+                                  cwd=batch.course / ".nbgrader" / "submitted" / name / a.id, scorer=a.scorer())
         got = gradebook_scores(batch.course, a, name)
         assert report.by_cell() == {k: got[k] for k in report.by_cell()}, name
         assert bool(report.flags) == s.flagged, name
