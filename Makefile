@@ -53,7 +53,7 @@ lint: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP) lint
 	CNNCOURSE_QUICK=1 $(PY) -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
-		--nbval-cell-timeout=600 tests lectures solutions
+		--nbval-cell-timeout=600 --durations=25 tests lectures solutions
 
 # The package and grading logic without notebooks, kernels, servers or browsers (conftest.py's SLOW_MODULES).
 test-fast: $(STAMP) lint

@@ -7,6 +7,7 @@ assignments/<id>/<id>.ipynb  (student release, committed)
 
 import os
 
+from cnncourse.autograde.kernel import SandboxedExecute
 from cnncourse.autograde.preprocessors import (
     KERNEL_ARGUMENTS,
     FeedbackScoresOnly,
@@ -41,11 +42,21 @@ c.Execute.kernel_name = "python3"
 c.Execute.extra_arguments = KERNEL_ARGUMENTS
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
+# Every graded kernel runs in a bubblewrap sandbox (cnncourse/autograde/sandbox.py; README "Grading in a
+# sandbox"): no network, no view of solutions/, .nbgrader/, other students or hidden data, a cleared environment,
+# rlimits, and a whole-notebook limit on top of the per-cell one. Without bubblewrap, autograde refuses and says how
+# to install it; c.Sandbox.mode = "none" grades unsandboxed (student code then runs with your rights).
+c.Sandbox.mode = "bwrap"
+c.Sandbox.notebook_timeout = 1800
+# Hidden reference data stays in the grader's process: the kernel gets A4's hidden images without labels, shuffled,
+# and the grader scores the predictions it sends back (cnncourse/autograde/hidden.py).
+c.SandboxedExecute.hidden_scorers = {"a4-malaria": "cnncourse.grading_malaria:HiddenPatients"}
+
 # Each test cell prints a keyed pass marker last; a test cell that did not fail but lacks it scores 0 and the
 # notebook is flagged in the gradebook (e.g. an input transformer turned the test into `pass`).
 c.Autograde.autograde_preprocessors = [  # nbgrader 0.9's list, with the course's three added
     StartGrading,
-    "nbgrader.preprocessors.Execute",
+    SandboxedExecute,  # nbgrader's Execute, each kernel in a sandbox (below)
     VerifyPassMarkers,
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",

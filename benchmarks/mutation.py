@@ -45,7 +45,7 @@ def report(assignment) -> dict:
         with tempfile.TemporaryDirectory() as folder:
             # beside the files grading reads (A4: model.pt, the mutant's own where it has one)
             cwd = assignment.graded_source(Path(folder), mutant).parent
-            full = grade_in_process(source, mutant.replacements, cwd=cwd)
+            full = grade_in_process(source, mutant.replacements, cwd=cwd, scorer=assignment.scorer())
             visible = grade_in_process(student_view, mutant.replacements, cwd=cwd)
             rows.append({"mutant": name, "mistake": mutant.what, "score": full.score, "max_score": full.max_score,
                          "failed_cells": full.failed, "caught_by_visible_tests": bool(visible.failed)})

@@ -3,35 +3,44 @@
 A4's student defines ``build_model()`` (a module mapping float images in [0, 1], ``(N, 3, 64, 64)``, to
 logits ``(N, 2)``; it normalises inside, with its statistics as buffers) and saves its ``state_dict`` to
 ``model.pt``. Grading never trains: :func:`load_submission` loads ``model.pt`` with
-``torch.load(weights_only=True)`` (no pickled code runs), :func:`model_cost` measures it with
-``cnncourse.shapes.layer_table``, and :func:`grading_report` scores it on the images named by
-``$CNNCOURSE_GRADING_DATA`` (a folder or zip of patients the students never see, read by
-``cnncourse.evaluation``): :func:`predict_probs` is that path, images in [0, 1] in, probabilities out, and
-class 1 (Parasitized) from probability 0.5 (:data:`THRESHOLD`). :func:`validation_cells` and :func:`accuracy`
-let a visible test push labelled validation cells through the same path before submission. Test cells receive
-this module as the toolkit entry ``malaria``.
+``torch.load(weights_only=True)`` (no pickled code runs) and :func:`model_cost` measures it with
+``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``.
+
+:func:`predict_probs` is the grading path: uint8 images in, given to the model as float images in [0, 1],
+probabilities out; class 1 (Parasitized) from probability 0.5 (:data:`THRESHOLD`). :func:`validation_cells` and
+:func:`accuracy` let a visible test push labelled validation cells through that path before submission.
+
+The hidden patients (``$CNNCOURSE_GRADING_DATA``, a folder or zip the students never see, read by
+``cnncourse.evaluation``) are read by the grader only: :class:`HiddenPatients` hands the kernel their images
+without labels, in a fresh random order; the hidden test cells call :func:`submit_predictions`, and the grader
+scores the predictions against the labels (:data:`CHECKS`), in its own process.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
+from nbformat import NotebookNode
 from torch import nn
 
 from cnncourse import shapes
+from cnncourse.autograde import hidden
 from cnncourse.data.malaria import load_tensors
 from cnncourse.data.synthetic import CellTensors
 from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
 from cnncourse.runtime import is_quick
 from cnncourse.train.tensors import channel_stats, normalize, predict_tensors
 
-__all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "THRESHOLD", "load_submission",
-           "model_cost", "training_stats", "validation_cells", "predict_probs", "accuracy", "agreement_tolerance",
-           "grading_set", "grading_report", "result_line"]  # fmt: skip
+__all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "THRESHOLD", "CHECKS", "RESULT_CELL",
+           "HiddenPatients", "load_submission", "model_cost", "training_stats", "validation_cells", "predict_probs",
+           "accuracy", "agreement_tolerance", "grading_set", "grading_report", "result_line",
+           "submit_predictions"]  # fmt: skip
 
 GRADING_ENV = "CNNCOURSE_GRADING_DATA"
 SIZE = 64  # side of the images the model is given
@@ -41,6 +50,10 @@ TIERS = (0.90, 0.93, 0.95, 0.97)  # accuracy tiers on the grading patients
 MIN_AUC = 0.99
 THRESHOLD = 0.5  # a cell counts as Parasitized when the model's probability of class 1 is >= this
 VALIDATION_SAMPLE = 512  # validation cells the visible grading-path test pushes through the model
+# The hidden test cells and what each needs on the hidden patients: (metric of the Report, lowest passing value).
+CHECKS = {f"test_accuracy_{round(t * 100)}": ("accuracy", t) for t in TIERS} | {"test_auc": ("auc", MIN_AUC)}
+RESULT_CELL = "test_accuracy_90"  # the cell whose predictions the leaderboard ranks
+IMAGES = "images.npy"  # the hidden images the kernel gets: uint8 (N, 3, SIZE, SIZE), no labels, shuffled
 
 
 def load_submission(build_model: Callable[[], nn.Module], path: str | os.PathLike = "model.pt") -> nn.Module:
@@ -161,3 +174,63 @@ def result_line(report: Report, params: int, macs: int) -> str:
     auc = "nan" if report.auc is None else f"{report.auc:.4f}"
     return (f"A4 result: accuracy={report.accuracy:.4f} auc={auc} params={params} macs={macs} "
             f"n_images={report.n_images}")
+
+
+@torch.no_grad()
+def submit_predictions(model: nn.Module, size: int = SIZE) -> None:
+    """A hidden test cell's step in the kernel: predict the hidden images and hand the probabilities to the grader.
+
+    Graded, the kernel reads the unlabelled images the grader prepared (``$CNNCOURSE_HIDDEN_INPUTS``) and
+    the grader scores the predictions (:class:`HiddenPatients`). Run by the instructor on the source notebook
+    with ``$CNNCOURSE_GRADING_DATA`` set, it prints the report on those patients instead.
+    """
+    folder = hidden.inputs_dir()
+    if folder is None:
+        if not os.environ.get(GRADING_ENV):
+            raise AssertionError("the hidden patients are scored by the grader (make autograde); they are not "
+                                 "available here.")
+        print(result_line(grading_report(model, size), *model_cost(model, size)))
+        return
+    images = torch.from_numpy(np.load(folder / IMAGES, allow_pickle=False))
+    probs = predict_probs(model, images).double().clamp(0.0, 1.0)
+    params, macs = model_cost(model, size)
+    hidden.emit({"probabilities": probs.tolist(), "params": int(params), "macs": int(macs)})
+
+
+class HiddenPatients:
+    """The grader's side of A4's hidden tests (``c.SandboxedExecute.hidden_scorers``; see
+    :mod:`cnncourse.autograde.hidden`)."""
+
+    def prepare(self, folder: Path) -> tuple[ImageSet, np.ndarray]:
+        """Write the hidden images, shuffled, without labels or file names; return the set and the order."""
+        data = grading_set(SIZE)
+        order = np.random.default_rng(secrets.randbits(64)).permutation(len(data.images))
+        np.save(Path(folder) / IMAGES, data.images.numpy()[order], allow_pickle=False)
+        return data, order
+
+    def score(self, nb: NotebookNode, key: tuple[ImageSet, np.ndarray]) -> dict:
+        """Fail each hidden test cell whose predictions miss its bar; return the result cell's numbers."""
+        data, order = key
+        results: dict = {}
+        for cell in nb.cells:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if cell.cell_type != "code" or grade_id not in CHECKS:
+                continue
+            probs, payload = hidden.predictions(cell, len(order))
+            if any(o.get("output_type") == "error" for o in cell.outputs):
+                continue  # the test failed in the kernel already (e.g. model.pt did not load)
+            if probs is None:
+                hidden.fail(cell, "the model's predictions on the hidden patients did not reach the grader")
+                continue
+            restored = np.empty(len(order))
+            restored[order] = probs
+            report = binary_report(data.labels, torch.from_numpy(restored), data.patients, threshold=THRESHOLD)
+            metric, bar = CHECKS[grade_id]
+            value = getattr(report, metric)
+            if value is None or value < bar:
+                shown = "undefined" if value is None else f"{value:.4f}"
+                hidden.fail(cell, f"{metric} on the hidden patients {shown} < {bar}")
+            if grade_id == RESULT_CELL:
+                results = {"accuracy": report.accuracy, "auc": report.auc, "n_images": report.n_images,
+                           "params": payload.get("params"), "macs": payload.get("macs")}
+        return results

@@ -608,7 +608,7 @@ def _block(kind: str) -> tuple[str, dict[str, _Node], list[tuple[str, str, str]]
             "add": _Node(0, 1.3, "+", c["join"], 0.8),
             "out": _Node(0, 0.2, "ReLU -> 64 x H x W", c["act"]),
         }
-        edges = [("in", "c1", ""), ("c1", "c2", ""), ("c2", "add", "$\\mathcal{F}(x)$"),
+        edges = [("in", "c1", ""), ("c1", "c2", ""), ("c2", "add", ""),
                  ("in", "add", "skip: identity x"), ("add", "out", "")]
         return "Residual block (ResNet-18/34): $y = \\mathrm{ReLU}(\\mathcal{F}(x) + x)$", nodes, edges
     if kind == "bottleneck":
@@ -624,33 +624,36 @@ def _block(kind: str) -> tuple[str, dict[str, _Node], list[tuple[str, str, str]]
                  ("in", "add", "skip: identity x"), ("add", "out", "")]
         return "Bottleneck block (ResNet-50+): 1x1 reduce, 3x3, 1x1 expand", nodes, edges
     if kind == "dense":
-        nodes = {"x0": _Node(-4.5, 2, "x0\nk0 = 64", c["io"], 1.6)}
+        k0, k = 64, 32
+        nodes = {"x0": _Node(-4.5, 2, f"x0\nk0 = {k0}", c["io"], 1.6)}
         edges = []
         for i in range(1, 4):
-            nodes[f"h{i}"] = _Node(-4.5 + 2.6 * i, 2, f"BN, ReLU,\n3x3 conv, k\n-> x{i}", c["conv"], 1.9)
-        nodes["out"] = _Node(-4.5 + 2.6 * 4, 2, "concat\n64 + 3k", c["join"], 1.6)
+            nodes[f"h{i}"] = _Node(-4.5 + 3.4 * i, 2, f"layer {i}: {k0 + (i - 1) * k} channels in\n"
+                                   f"BN-ReLU-1x1 conv, 4k\nBN-ReLU-3x3 conv, k\n-> x{i}", c["conv"], 2.9)
+        nodes["out"] = _Node(-4.5 + 3.4 * 4, 2, f"concat\n{k0} + 3k\n= {k0 + 3 * k}", c["join"], 1.6)
         names = ["x0", "h1", "h2", "h3", "out"]
         for j in range(1, len(names)):
             for i in range(j):
                 edges.append((names[i], names[j], "" if j == i + 1 else "skip: concat"))
-        title = "Dense block (DenseNet, growth rate k = 32): each layer sees all earlier maps, concatenated"
+        title = f"Dense block (DenseNet, growth rate k = {k}): each layer sees all earlier maps, concatenated"
         return title, nodes, edges
     if kind == "inverted_residual":
         nodes = {
-            "in": _Node(0, 5, "x: C = 24 channels, H x W", c["io"], 3.2),
-            "c1": _Node(0, 3.9, "1x1 conv, t C = 144 (expand, t = 6)\nBN, ReLU6", c["conv"], 4.0),
-            "c2": _Node(0, 2.8, "3x3 depthwise conv, 144\nBN, ReLU6", c["conv"], 4.0),
-            "c3": _Node(0, 1.7, "1x1 conv, 24 (project)\nBN, no ReLU (linear)", c["conv"], 4.0),
+            "in": _Node(0, 5, "x: C = 24 channels, H x W", c["io"], 3.8),
+            "c1": _Node(0, 3.9, "1x1 conv, tC = 144\n(expand, t = 6), BN, ReLU6", c["conv"], 4.4),
+            "c2": _Node(0, 2.8, "3x3 depthwise conv, 144\nBN, ReLU6", c["conv"], 4.4),
+            "c3": _Node(0, 1.7, "1x1 conv, 24 (project)\nBN, no ReLU (linear)", c["conv"], 4.4),
             "add": _Node(0, 0.7, "+", c["join"], 0.8),
             "out": _Node(0, -0.3, "24 x H x W", c["io"], 3.2),
         }
         edges = [("in", "c1", ""), ("c1", "c2", ""), ("c2", "c3", ""), ("c3", "add", ""),
                  ("in", "add", "skip: identity x\n(stride 1, same C)"), ("add", "out", "")]
-        return "Inverted residual (MobileNetV2): narrow -> wide -> narrow, skip between the narrow ends", nodes, edges
+        return "Inverted residual (MobileNetV2): narrow -> wide -> narrow", nodes, edges
     raise ValueError(f"unknown block {kind!r}; choose one of {', '.join(BLOCKS)}.")
 
 
 BLOCKS = ("inception", "residual", "bottleneck", "dense", "inverted_residual")
+_BRANCHES = {"residual": ("c1", "c2"), "bottleneck": ("c1", "c2", "c3"), "inverted_residual": ("c1", "c2", "c3")}
 
 
 def draw_block(kind: str) -> Figure:
@@ -670,20 +673,36 @@ def draw_block(kind: str) -> Figure:
     horizontal = kind == "dense"
     fig, axes = new_figure(1, 1, panel=(11.0, 3.6) if horizontal or kind == "inception" else (6.0, 5.2))
     ax = axes[0, 0]
-    height = 0.8
+    height = 1.3 if horizontal else 0.8
     for node in nodes.values():
         ax.add_patch(FancyBboxPatch((node.x - node.width / 2, node.y - height / 2), node.width, height,
                                     boxstyle="round,pad=0.05", facecolor=node.color, edgecolor="black", zorder=2))
         ax.text(node.x, node.y, node.label, ha="center", va="center", fontsize=9, zorder=3)
+    names = list(nodes)
     right = max(n.x + n.width / 2 for n in nodes.values()) + 0.5  # where vertical skips run down
+    if kind in _BRANCHES:  # the residual branch F(x), framed
+        from matplotlib.patches import Rectangle
+
+        branch = [nodes[name] for name in _BRANCHES[kind]]
+        left = min(n.x - n.width / 2 for n in branch) - 0.25
+        top, bottom = max(n.y for n in branch) + height / 2 + 0.12, min(n.y for n in branch) - height / 2 - 0.12
+        ax.add_patch(Rectangle((left, bottom), max(n.x + n.width / 2 for n in branch) + 0.25 - left, top - bottom,
+                               fill=False, edgecolor="gray", linestyle="--", linewidth=1, zorder=0))
+        ax.text(left - 0.15, (top + bottom) / 2, "residual\nbranch\n$\\mathcal{F}(x)$", ha="right", va="center",
+                fontsize=9, color="dimgray")
     for n_skip, (src, dst, label) in enumerate(e for e in edges if e[2].startswith("skip")):
         a, b = nodes[src], nodes[dst]
-        if horizontal:  # arcs over the row
-            ax.add_patch(FancyArrowPatch((a.x + 0.3, a.y + height / 2), (b.x - 0.3, b.y + height / 2),
+        if horizontal:  # arcs over the row, each leaving and entering its boxes at its own point
+            out_shift = 0.25 * (names.index(dst) - names.index(src) - 2)
+            in_shift = 0.25 * (names.index(dst) - names.index(src) - 2)
+            ax.add_patch(FancyArrowPatch((a.x + 0.2 + out_shift, a.y + height / 2),
+                                         (b.x - 0.2 - in_shift, b.y + height / 2),
                                          connectionstyle="arc3,rad=-0.35", arrowstyle="-|>", mutation_scale=12,
                                          color="tab:red", linewidth=1.3, zorder=1))
             if n_skip == 0:
-                ax.text(0, 4.3, "curved arrows: " + label[len("skip: "):], color="tab:red", fontsize=9, ha="center")
+                mid = (min(n.x for n in nodes.values()) + max(n.x for n in nodes.values())) / 2
+                ax.text(mid, a.y - height / 2 - 0.3, "red arrows: " + label[len("skip: "):] + " (each layer's output "
+                        "goes to every later layer)", color="tab:red", fontsize=9, ha="center", va="top")
             continue
         # right from the source, down the side, left into the target
         ax.plot([a.x + a.width / 2, right, right], [a.y, a.y, b.y], color="tab:red", linewidth=1.3, zorder=1)
@@ -704,8 +723,9 @@ def draw_block(kind: str) -> Figure:
                     fontsize=9, style="italic")
     xs = [n.x - n.width / 2 for n in nodes.values()] + [n.x + n.width / 2 for n in nodes.values()]
     ys = [n.y for n in nodes.values()]
-    ax.set_xlim(min(xs) - 0.6, max(xs) + (0.6 if horizontal or kind == "inception" else 3.2))
-    ax.set_ylim(min(ys) - 0.8, max(ys) + (2.6 if horizontal else 0.8))
+    wide = horizontal or kind == "inception"  # no skip on the right
+    ax.set_xlim(min(xs) - (2.0 if kind in _BRANCHES else 0.6), max(xs) + (0.6 if wide else 3.2))
+    ax.set_ylim(min(ys) - (1.4 if horizontal else 0.8), max(ys) + (2.8 if horizontal else 0.8))
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title, fontsize=10)

@@ -361,7 +361,8 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
     answers = [c.metadata.nbgrader.grade_id for c in release.cells if c.metadata.get("nbgrader", {}).get("solution")
                and c.cell_type == "code" and c.metadata.nbgrader.grade_id != "q1_answers"]
     nb = _cheat(release, {"q1_answers": _READS_SOLUTION, **{a: f'solve("{a}")' for a in answers}})
-    subs["gina_reads_solution"] = Submission(nb, audit=True, inprocess=False)
+    # The sandboxed kernel has no solutions/ to read: every answer she delegated fails.
+    subs["gina_reads_solution"] = Submission(nb, fails=set(a1.grade_cells), audit=True, inprocess=False)
     reference = replace_once(cell(correct, "conv2d_naive").source, "def conv2d_naive(", "def conv2d_reference(")
     nb = _cheat(correct, {**_LEAKS, "conv2d_naive": reference + "\n\n\n" + _LEAKS["conv2d_naive"]})
     subs["pete_leaks_hidden_tests"] = Submission(nb, fails=PARTS["max_pool"], audit=True, inprocess=False,

@@ -176,9 +176,12 @@ def build_model():
 '''
 
 
-# A cheat nbgrader cannot stop: the submission runs where the hidden patients are. Its model looks each image up
-# in the labelled grading set it read through $CNNCOURSE_GRADING_DATA; its own weights are untrained. It scores
-# full marks; make audit flags it for review.
+# Label hunters. Autograde hands the kernel the hidden images only (no labels, no file names, shuffled) and scores
+# the predictions in the grader's process, so a hunter finds nothing and scores what its weights earn: here every
+# weight is 0 (logits 0, probability 0.5: "Parasitized" for every cell, accuracy = the share of parasitized cells).
+# Eve looks each image up in the labelled set named by $CNNCOURSE_GRADING_DATA (absent from the sandbox; an
+# unsandboxed kernel had it and scored full marks); Frank searches the calling frames for a tensor of labels (the
+# grading code once held one there). make audit flags both. Not graded in process: there the hunt succeeds.
 _PEEK = _SOLUTION_NET.replace("return ", "net = ") + """
     import os
     from cnncourse.evaluation import read_image_set
@@ -200,6 +203,32 @@ _PEEK = _SOLUTION_NET.replace("return ", "net = ") + """
 
     return Peek(net)"""
 
+_CALLER = _SOLUTION_NET.replace("return ", "net = ") + """
+    import sys
+
+    class Caller(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            frame = sys._getframe(1)
+            while frame is not None:
+                for value in list(frame.f_locals.values()):
+                    labels = getattr(value, "labels", None)
+                    if isinstance(labels, torch.Tensor) and len(labels) == len(x):
+                        return torch.stack([1 - labels.float(), labels.float()], 1) * 18 - 9
+                frame = frame.f_back
+            return self.net(x)
+
+    return Caller(net)"""
+
+
+def zero_weights(a4: Assignment, prefix: str) -> dict[str, torch.Tensor]:
+    """The solution's architecture with every weight and bias 0 (normalisation and BatchNorm statistics kept)."""
+    state = build_solution_model(a4).state_dict()
+    return {prefix + k: torch.zeros_like(v) if k.endswith(("weight", "bias")) else v for k, v in state.items()}
+
 
 def submissions(a4: Assignment) -> dict[str, Submission]:
     correct = a4.correct()
@@ -207,11 +236,14 @@ def submissions(a4: Assignment) -> dict[str, Submission]:
     return {
         "alice": Submission(correct, files=files(a4), rank=1),
         "olga_one_class": Submission(edited(correct, build_model=_ONE_CLASS), fails=HIDDEN,
-                                     files={"model.pt": saved(one_class)}, rank=3),
+                                     files={"model.pt": saved(one_class)}, rank=4),
         "nick_no_model": Submission(correct, fails=MODEL_CELLS),
         "mallory_pickled_code": Submission(correct, fails=MODEL_CELLS,
                                            files={"model.pt": saved(RunsCode(detector_state(a4)))}),
         "eve_peeks_at_hidden_labels": Submission(
-            edited(correct, build_model=lambda src: src.replace(_SOLUTION_NET, _PEEK)), audit=True, rank=2,  # ties with alice
-            files={"model.pt": saved({f"net.{k}": v for k, v in build_solution_model(a4).state_dict().items()})}),
+            edited(correct, build_model=lambda src: src.replace(_SOLUTION_NET, _PEEK)), fails=HIDDEN, audit=True,
+            inprocess=False, rank=2, files={"model.pt": saved(zero_weights(a4, "net."))}),
+        "frank_inspects_the_caller": Submission(  # ties with eve (same accuracy, AUC and MACs): ranked by name
+            edited(correct, build_model=lambda src: src.replace(_SOLUTION_NET, _CALLER)), fails=HIDDEN, audit=True,
+            inprocess=False, rank=3, files={"model.pt": saved(zero_weights(a4, "net."))}),
     }

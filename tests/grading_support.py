@@ -100,6 +100,13 @@ class Assignment:
             (folder / name).write_bytes(data)
         return folder / self.source.name
 
+    def scorer(self):
+        """The hidden scorer ``nbgrader_config.py`` names for this assignment (A4's hidden patients), or None."""
+        from cnncourse.autograde.hidden import load_scorer
+        from cnncourse.autograde.parallel import load_config
+
+        return load_scorer(load_config(ROOT).SandboxedExecute.hidden_scorers.get(self.id))
+
     def correct(self) -> NotebookNode:
         """The release with the reference answers filled in: a student who scores full marks."""
         return fill_answers(self.release_nb(), self.source_nb())
@@ -121,6 +128,17 @@ def edited(nb: NotebookNode, **sources: str | Callable[[str], str]) -> NotebookN
 def replace_once(text: str, old: str, new: str) -> str:
     assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
     return text.replace(old, new)
+
+
+def sandbox_unavailable() -> str | None:
+    """Why graded kernels cannot be sandboxed on this machine (no bubblewrap, no namespaces), or None."""
+    from cnncourse.autograde.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        Sandbox().check()
+    except SandboxUnavailable as err:
+        return str(err)
+    return None
 
 
 def nbgrader_env(assignment: Assignment | None = None) -> dict[str, str]:

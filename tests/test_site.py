@@ -259,8 +259,14 @@ def test_lectures_follow_the_readme_course_map(site):
     assert len(expected) == 16
     home = (site / "index.html").read_text()
     nav = re.search(r'<nav class="[^"]*bd-docs-nav[^"]*".*?</nav>', home, re.S).group(0)
-    links = re.findall(r'<a class="reference internal" href="(lectures/[^"#]+)\.html">(.*?)</a>', nav, re.S)
+    parts = dict(re.findall(r'<span class="caption-text">(.*?)</span>.*?(<ul.*?</ul>)', nav, re.S))
+    assert list(parts) == ["Lectures", "Assignments", "Reference"]
+    lecture_links = r'<a class="reference internal" href="(lectures/[^"#]+)\.html">(.*?)</a>'
+    links = re.findall(lecture_links, parts["Lectures"], re.S)
     assert [(h, text_of_html(t)) for h, t in links] == expected
+    # The symbol table is reference material: listed under Reference, not among the lectures.
+    symbols = [h for h, _ in re.findall(lecture_links, parts["Reference"], re.S)]
+    assert symbols == (["lectures/symbols"] if (ROOT / "lectures" / "symbols.md").exists() else [])
     for doc, title in expected:  # each page's heading is the notebook's title
         page = (site / f"{doc}.html").read_text()
         assert text_of_html(re.search(r"<h1>(.*?)</h1>", page, re.S).group(1)).rstrip("#").strip() == title

@@ -164,13 +164,13 @@ def test_im2col_picture_shows_unfold_columns():
 
 @pytest.mark.parametrize("kind, boxes, words", [
     ("inception", 9, ["1x1 conv, 64", "3x3 max pool", "concatenate"]),
-    ("residual", 5, ["3x3 conv, 64", "+", "identity x"]),
-    ("bottleneck", 6, ["1x1 conv, 64 (reduce)", "1x1 conv, 256 (expand)", "identity x"]),
-    ("dense", 5, ["x0", "concat"]),
-    ("inverted_residual", 6, ["depthwise", "(expand, t = 6)", "no ReLU (linear)", "identity x"]),
+    ("residual", 5, ["3x3 conv, 64", "+", "identity x", "$\\mathcal{F}(x)$"]),
+    ("bottleneck", 6, ["1x1 conv, 64 (reduce)", "1x1 conv, 256 (expand)", "identity x", "$\\mathcal{F}(x)$"]),
+    ("dense", 5, ["x0", "layer 3: 128 channels in", "BN-ReLU-1x1 conv, 4k", "= 160"]),
+    ("inverted_residual", 6, ["depthwise", "(expand, t = 6)", "no ReLU (linear)", "identity x", "$\\mathcal{F}(x)$"]),
 ])
 def test_blocks_draw_their_layers_and_connections(kind, boxes, words):
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
     fig = viz.draw_block(kind)
     ax = fig.axes[0]
@@ -182,6 +182,13 @@ def test_blocks_draw_their_layers_and_connections(kind, boxes, words):
     expected_skips = {"inception": 0, "dense": 6}.get(kind, 1)  # dense: every later layer from every earlier
     assert len(skips) == expected_skips
     assert len(arrows) - len(skips) == {"inception": 11, "dense": 4}.get(kind, boxes - 1)
+    # the residual branch F(x) is framed by one dashed rectangle around its layers (2 or 3 boxes)
+    frames = [p for p in ax.patches if type(p) is Rectangle and p.get_linestyle() == "--"]
+    assert len(frames) == (0 if kind in ("inception", "dense") else 1)
+    if frames:
+        inside = [p for p in ax.patches if isinstance(p, FancyBboxPatch)
+                  and frames[0].get_y() < p.get_y() < frames[0].get_y() + frames[0].get_height()]
+        assert len(inside) == {"residual": 2}.get(kind, 3)
 
 
 def test_unknown_block_names_the_choices():

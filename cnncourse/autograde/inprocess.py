@@ -14,6 +14,7 @@ import io
 import os
 import re
 import sys
+import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ import torch
 from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
+from cnncourse.autograde import hidden
 from cnncourse.autograde.preprocessors import check_markers
 
 __all__ = ["CellResult", "GradeReport", "grade_in_process", "fill_answers", "read_notebook", "restore_locked"]
@@ -46,6 +48,7 @@ class GradeReport:
 
     cells: list[CellResult] = field(default_factory=list)
     flags: list[dict] = field(default_factory=list)
+    results: dict = field(default_factory=dict)  # the hidden scorer's numbers (A4: accuracy, AUC, ...)
 
     @property
     def score(self) -> float:
@@ -128,6 +131,7 @@ def grade_in_process(
     replacements: Sequence[tuple[str, str, str]] = (),
     *,
     cwd: Path | str | None = None,
+    scorer: object | None = None,
 ) -> GradeReport:
     """Run every code cell of ``notebook`` in one fresh namespace and score its grade cells like nbgrader.
 
@@ -137,6 +141,8 @@ def grade_in_process(
             a known-wrong implementation (a mutant). Each ``old`` must occur exactly once in its cell, so
             that a mutant cannot silently stop applying when the notebook changes.
         cwd: directory to run in (the notebook's own directory by default when a path is given).
+        scorer: the assignment's hidden scorer (:mod:`cnncourse.autograde.hidden`), as autograde uses it: it
+            prepares the hidden inputs before the run and scores the hidden test cells' predictions after it.
 
     Like ``nbgrader autograde``: cells run in order, errors do not stop the run, and a grade cell is
     scored by nbgrader's own rule on its outputs (0 on an error or any stderr output, partial credit for a
@@ -152,6 +158,9 @@ def grade_in_process(
     os.environ["NBGRADER_EXECUTION"] = "autograde"
     # Global torch state a notebook may change (its setup cell sets the default dtype): restored afterwards.
     dtype, rng, grad = torch.get_default_dtype(), torch.get_rng_state(), torch.is_grad_enabled()
+    inputs = tempfile.TemporaryDirectory(prefix="cnncourse-hidden-")
+    key = scorer.prepare(Path(inputs.name)) if scorer is not None else None
+    os.environ[hidden.HIDDEN_INPUTS_ENV] = inputs.name
     try:
         with _chdir(cwd), warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -159,8 +168,13 @@ def grade_in_process(
             for k, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
                     name = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell{k}")
-                    cell.outputs = _run_cell(cell.source, namespace, f"<cell {name}>")
+                    with hidden.capture() as sent:
+                        cell.outputs = _run_cell(cell.source, namespace, f"<cell {name}>")
+                    cell.outputs += [NotebookNode(output_type="display_data", data={hidden.MIME: d}, metadata={})
+                                     for d in sent]
     finally:
+        os.environ.pop(hidden.HIDDEN_INPUTS_ENV, None)
+        inputs.cleanup()
         torch.set_default_dtype(dtype)
         torch.set_rng_state(rng)
         torch.set_grad_enabled(grad)
@@ -168,7 +182,8 @@ def grade_in_process(
             os.environ.pop("NBGRADER_EXECUTION", None)
         else:
             os.environ["NBGRADER_EXECUTION"] = previous
-    report = GradeReport(flags=check_markers(nb, key=None))
+    results = scorer.score(nb, key) if scorer is not None else {}
+    report = GradeReport(flags=check_markers(nb, key=None), results=results)
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade"):

@@ -1,47 +1,44 @@
 """A4's Kaggle-style ranking from the autograded notebooks: ``make leaderboard ASSIGNMENTS=a4-malaria``.
 
-The hidden test cell ``test_accuracy_90`` prints one ``A4 result: accuracy=... auc=... params=... macs=...``
-line (``cnncourse.grading_malaria.result_line``); this reads the last such line of that cell in each
-``<autograded>/<student>/<id>/<id>.ipynb`` (no student code runs) and ranks by accuracy, then AUC, then fewer
-MACs. Writes ``.nbgrader/leaderboard-<id>.csv`` and ``.html``; students without a result are listed last.
+The grader scores each submission's predictions on the hidden patients in its own process and writes the numbers
+beside the autograded notebook (``<autograded>/<student>/<id>/cnncourse-results.json``,
+:mod:`cnncourse.autograde.hidden`); nothing a student's kernel printed is read. This ranks them by accuracy,
+then AUC, then fewer MACs (parameters and MACs as measured in the sandbox). Writes
+``.nbgrader/leaderboard-<id>.csv`` and ``.html``; students without a result are listed last.
 """
 
 from __future__ import annotations
 
 import csv
 import html
-import re
 from pathlib import Path
 
-import nbformat
+from cnncourse.autograde import hidden
 
-from cnncourse.autograde.preprocessors import stdout_of
+__all__ = ["read_results", "write_leaderboard"]
 
-__all__ = ["RESULT_CELL", "read_results", "write_leaderboard"]
-
-RESULT_CELL = "test_accuracy_90"
-_LINE = re.compile(r"A4 result: accuracy=([\d.]+) auc=([\d.]+|nan) params=(\d+) macs=(\d+)")
 COLUMNS = ("rank", "student", "accuracy", "auc", "params", "macs")
 
 
 def read_results(autograded: Path, assignment: str) -> list[dict]:
-    """One row per autograded student, ranked; ``accuracy`` etc. are None when the cell printed no result."""
+    """One row per autograded student, ranked; ``accuracy`` etc. are None when the grader scored nothing."""
     rows = []
     for path in sorted(Path(autograded).glob(f"*/{assignment}/{assignment}.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == RESULT_CELL]
-        found = _LINE.findall(stdout_of(cells[0])) if cells else []
+        found = hidden.read_results(path.parent)
         row = {"student": path.parents[1].name, "accuracy": None, "auc": None, "params": None, "macs": None}
-        if found:
-            acc, auc, params, macs = found[-1]
-            row.update(accuracy=float(acc), auc=None if auc == "nan" else float(auc), params=int(params),
-                       macs=int(macs))
+        if found.get("accuracy") is not None:
+            row.update(accuracy=float(found["accuracy"]), auc=_number(found.get("auc"), float),
+                       params=_number(found.get("params"), int), macs=_number(found.get("macs"), int))
         rows.append(row)
     rows.sort(key=lambda r: (r["accuracy"] is None, -(r["accuracy"] or 0), -(r["auc"] or 0), r["macs"] or 0,
                              r["student"]))
     for k, row in enumerate(rows, 1):
         row["rank"] = k if row["accuracy"] is not None else None
     return rows
+
+
+def _number(value: object, kind: type) -> float | int | None:
+    return kind(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def write_leaderboard(course: Path, assignment: str) -> tuple[Path, Path]:

@@ -154,6 +154,8 @@ def autograde(course: Path | str, assignment: str, jobs: int = 2, *, timeout: in
         force: autograde again students already autograded (nbgrader skips them otherwise).
         progress: show a progress bar with the time left (on stderr).
 
+    Each kernel runs in the sandbox of ``c.Sandbox`` (:mod:`cnncourse.autograde.sandbox`); where it cannot,
+    nothing is graded (RuntimeError saying how to install bubblewrap or accept the risk).
     Required environment variables per assignment (``c.CnnCourseAutograde.required_env = {id: [names]}``
     in ``nbgrader_config.py``) must be set, or nothing is graded.
     """
@@ -168,6 +170,9 @@ def autograde(course: Path | str, assignment: str, jobs: int = 2, *, timeout: in
     if missing:
         raise RuntimeError(f"autograding {assignment} needs the environment variable(s) {', '.join(missing)}; "
                            "set them (see the README's instructors section) and run again.")
+    from cnncourse.autograde.sandbox import Sandbox
+
+    Sandbox(config=config).check()  # no bubblewrap: a message saying how to install it, nothing graded
     if timeout is not None:
         config.Execute.timeout = timeout
     main_db = db_path(config)

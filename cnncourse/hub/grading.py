@@ -1,7 +1,8 @@
 """The hub's one call to autograde: every grading path of the hub (the CLI, the tests) goes through here.
 
-Today it runs the course's parallel autograde (``python -m cnncourse.autograde autograde``, as ``make
-autograde``); when autograde moves into a sandbox, only :func:`autograde_argv` changes.
+It runs the course's parallel autograde (``python -m cnncourse.autograde autograde``, as ``make autograde``), whose
+kernels run in the sandbox of ``c.Sandbox`` (``cnncourse/autograde/sandbox.py``; as the grader account, not root,
+each kernel keeps that uid inside its own user namespace).
 """
 
 from __future__ import annotations

@@ -1,0 +1,166 @@
+"""The graded kernel: nbgrader's ``Execute`` with every kernel in a :class:`~cnncourse.autograde.sandbox.Sandbox`.
+
+``SandboxedExecute`` replaces ``nbgrader.preprocessors.Execute`` in ``nbgrader_config.py``, so ``nbgrader
+autograde`` and ``make autograde`` (which runs nbgrader's API in worker processes) grade alike. Per notebook it
+
+1. checks that kernels can be sandboxed here (or refuses, saying how to install bubblewrap);
+2. lets the assignment's hidden scorer (``c.SandboxedExecute.hidden_scorers``) write its hidden inputs, without
+   labels, into a folder the kernel reads (:mod:`cnncourse.autograde.hidden`);
+3. runs the notebook in a sandboxed kernel, killed after ``c.Sandbox.notebook_timeout`` seconds (or when a cell
+   past ``c.Execute.timeout`` ignores the interrupt); the cells that finished keep their scores;
+4. has the scorer score what the kernel predicted, here, in the grader's process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError
+from nbgrader.preprocessors import Execute
+from traitlets import Dict, Unicode
+
+from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, fail, load_scorer, write_results
+from cnncourse.autograde.sandbox import Sandbox, Slot
+
+__all__ = ["SandboxedExecute", "SandboxedKernelManager"]
+
+_NEVER_PASSED = ("CNNCOURSE_GRADING_DATA",)  # hidden data the grader reads: never in a kernel's environment
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel on the ipc transport, started inside the sandbox (``mode = "none"``: started as usual, with the
+    hidden-data variables removed from its environment)."""
+
+    hidden_dir: str | None = None
+
+    async def _async_pre_start_kernel(self, **kw):
+        self.sandbox = Sandbox(parent=self)
+        self.slot = None
+        self.run_dir = None
+        if self.sandbox.mode == "bwrap":
+            self.slot = Slot(self.sandbox.slots)
+            self.run_dir = tempfile.mkdtemp(prefix="cnncourse-kernel-")
+            self.transport = "ipc"
+            self.ip = os.path.join(self.run_dir, "zmq")
+            self.connection_file = os.path.join(self.run_dir, "kernel.json")
+            self.kernel_spec.interrupt_mode = "message"  # its process group is in another session and namespace
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        env = {k: v for k, v in (kw.get("env") or os.environ).items() if k not in _NEVER_PASSED}
+        if self.sandbox.mode == "bwrap":
+            self.uid = self.sandbox.uid + self.slot.number if os.geteuid() == 0 else os.geteuid()
+            os.chown(self.run_dir, self.uid, self.uid)
+            os.chmod(self.connection_file, 0o644)
+            kernel_cmd = self.sandbox.command(kernel_cmd, kw.get("cwd") or os.getcwd(), self.run_dir,
+                                              self.slot.number, self.hidden_dir, env)
+        elif self.hidden_dir:
+            env[HIDDEN_INPUTS_ENV] = self.hidden_dir
+        kw["env"] = env
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    def seal(self) -> None:
+        """After the kernel made its sockets: its run folder becomes read-only to it (nothing more to write)."""
+        if self.run_dir and os.geteuid() == 0:
+            os.chown(self.run_dir, 0, 0)
+            os.chmod(self.run_dir, 0o755)
+
+    def kill_now(self) -> None:
+        """Kill the sandbox (every process in it) from another thread: the notebook's time is up."""
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+    async def cleanup_resources(self, restart: bool = False) -> None:
+        await super().cleanup_resources(restart=restart)
+        if self.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute, each kernel sandboxed, with a per-notebook wall-clock limit and hidden scoring."""
+
+    hidden_scorers = Dict(key_trait=Unicode(), value_trait=Unicode(), help=(
+        "Assignment id -> 'module:Class' of its hidden scorer (cnncourse.autograde.hidden.HiddenScorer): it "
+        "writes the hidden inputs the kernel sees (no labels) and scores the kernel's predictions here.")
+                          ).tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, nb, resources):
+        sandbox = Sandbox(parent=self)
+        sandbox.check()
+        info = resources.get("nbgrader", {})
+        scorer = load_scorer(self.hidden_scorers.get(info.get("assignment", "")))
+        folder = resources.get("metadata", {}).get("path") or os.getcwd()
+        hidden = tempfile.mkdtemp(prefix="cnncourse-hidden-") if scorer else None
+        self._hidden, self._timed_out, self._finished = hidden, False, set()
+        try:
+            if scorer:  # a results file submitted with the notebook never reaches the leaderboard
+                (Path(folder) / RESULTS).unlink(missing_ok=True)
+            key = scorer.prepare(Path(hidden)) if scorer else None
+            if hidden:
+                os.chmod(hidden, 0o755)
+                for path in Path(hidden).iterdir():
+                    os.chmod(path, 0o644)
+            timer = threading.Timer(sandbox.notebook_timeout, self._time_up)
+            timer.daemon = True
+            timer.start()
+            stopped = None
+            try:
+                nb, resources = super().preprocess(nb, resources)
+            except CellTimeoutError:  # a cell ran past c.Execute.timeout and ignored the interrupt: kernel stopped
+                stopped = "a cell ran past its time limit (c.Execute.timeout) and did not stop when interrupted"
+            except Exception:
+                if not self._timed_out:
+                    raise
+            finally:
+                timer.cancel()
+            if self._timed_out:
+                stopped = f"the notebook's time limit ({sandbox.notebook_timeout} s) was reached"
+            if stopped:  # the cells that finished keep their scores; the others score 0
+                self._fail_unfinished(nb, stopped)
+            if scorer:
+                write_results(Path(folder), scorer.score(nb, key))
+        finally:
+            if hidden:
+                shutil.rmtree(hidden, ignore_errors=True)
+        return nb, resources
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        km.hidden_dir = self._hidden
+        return km
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        self.km.seal()
+        return kc
+
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        self._finished.add(id(kwargs["cell"]))
+
+    def _fail_unfinished(self, nb, why: str) -> None:
+        """Each code cell that did not finish (the kernel was stopped) gets an error: it scores 0, unflagged."""
+        for cell in nb.cells:
+            if cell.cell_type == "code" and id(cell) not in self._finished:
+                fail(cell, f"not run to the end: {why}, and its kernel was stopped")
+
+    def _time_up(self) -> None:
+        self._timed_out = True
+        self.log.warning("notebook time limit (c.Sandbox.notebook_timeout) reached: its kernel is killed")
+        km = getattr(self, "km", None)
+        if km is not None:
+            km.kill_now()
