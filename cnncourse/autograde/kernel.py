@@ -4,7 +4,8 @@
 autograde`` and ``make autograde`` (which runs nbgrader's API in worker processes) grade alike. Per notebook it
 
 1. checks that kernels can be sandboxed here (or refuses, saying how to install bubblewrap);
-2. lets the assignment's hidden scorer (``c.SandboxedExecute.hidden_scorers``) write its hidden inputs, without
+2. starts the kernel loading the assignment's toolkit entries (``c.CnnCourseAutograde.toolkits``) before any cell,
+   and lets the assignment's hidden scorer (``c.SandboxedExecute.hidden_scorers``) write its hidden inputs, without
    labels, into a folder the kernel reads (:mod:`cnncourse.autograde.hidden`);
 3. runs the notebook in a sandboxed kernel, killed after ``c.Sandbox.notebook_timeout`` seconds (or when a cell
    past ``c.Execute.timeout`` ignores the interrupt); the cells that finished keep their scores;
@@ -26,6 +27,7 @@ from traitlets import Dict, Unicode
 
 from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, fail, load_scorer, write_results
 from cnncourse.autograde.sandbox import Sandbox, Slot
+from cnncourse.autograde.settings import CnnCourseAutograde, kernel_arguments
 
 __all__ = ["SandboxedExecute", "SandboxedKernelManager"]
 
@@ -102,7 +104,11 @@ class SandboxedExecute(Execute):
         sandbox = Sandbox(parent=self)
         sandbox.check()
         info = resources.get("nbgrader", {})
-        scorer = load_scorer(self.hidden_scorers.get(info.get("assignment", "")))
+        assignment = info.get("assignment", "")
+        settings = CnnCourseAutograde(parent=self)
+        settings.check_env(assignment)
+        self.extra_arguments = kernel_arguments(self.extra_arguments, settings.toolkits.get(assignment, []))
+        scorer = load_scorer(self.hidden_scorers.get(assignment))
         folder = resources.get("metadata", {}).get("path") or os.getcwd()
         hidden = tempfile.mkdtemp(prefix="cnncourse-hidden-") if scorer else None
         self._hidden, self._timed_out, self._finished = hidden, False, set()

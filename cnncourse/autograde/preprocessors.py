@@ -14,10 +14,7 @@ from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from cnncourse.grading import GRADING_KEY_ENV, pass_marker
-
-# Imported by the kernel before any cell runs, so that cnncourse.grading captures torch & co. untouched.
-KERNEL_ARGUMENTS = ['--IPKernelApp.exec_lines=__import__("cnncourse.grading")']
+from cnncourse.grading.runner import GRADING_KEY_ENV, pass_marker
 
 
 def is_test_cell(cell: NotebookNode) -> bool:
