@@ -64,16 +64,17 @@ _DECORATOR = re.compile(r'@graded_test\((["\'])(\w+)\1\)')
 
 def _cells(aid: str) -> tuple[list[str], dict[str, str]]:
     """The notebook's non-grade code cells (in order) and the chosen grade cells' sources."""
+    from cnncourse.autograde.cells import grade_id, is_grade
+
     nb = json.loads((ROOT / "solutions" / aid / f"{aid}.ipynb").read_text())
     setup, tests = [], {}
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
-        meta = cell["metadata"].get("nbgrader", {})
         source = "".join(cell["source"])
-        if meta.get("grade"):
-            if meta["grade_id"] in CELLS[aid]:
-                tests[meta["grade_id"]] = source
+        if is_grade(cell):
+            if grade_id(cell) in CELLS[aid]:
+                tests[grade_id(cell)] = source
         else:
             setup.append(source)
     missing = set(CELLS[aid]) - tests.keys()

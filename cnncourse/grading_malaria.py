@@ -26,7 +26,7 @@ from nbformat import NotebookNode
 from torch import nn
 
 from cnncourse import shapes
-from cnncourse.autograde import hidden
+from cnncourse.autograde import cells, hidden
 from cnncourse.data.malaria import load_tensors
 from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
 from cnncourse.runtime import is_quick
@@ -171,7 +171,7 @@ class HiddenPatients:
         data, order = key
         results: dict = {}
         for cell in nb.cells:
-            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            grade_id = cells.grade_id(cell)
             if cell.cell_type != "code" or grade_id not in CHECKS:
                 continue
             probs, payload = hidden.predictions(cell, len(order))

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import cnncourse
+from cnncourse.autograde.cells import is_solution
 
 ROOT = Path(__file__).resolve().parent.parent
 LECTURES = sorted((ROOT / "lectures").glob("*.ipynb"))
@@ -78,8 +79,7 @@ def answers() -> dict[str, dict]:
     for path in SOLUTIONS:
         names, lines = set(), set()
         for cell in _cells(path):
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell["cell_type"] != "code" or not meta.get("solution"):
+            if cell["cell_type"] != "code" or not is_solution(cell):
                 continue
             tree = ast.parse(_source(cell))
             names |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
@@ -200,8 +200,7 @@ def written_answers() -> dict[str, set[tuple[str, ...]]]:
     for path in SOLUTIONS:
         grams = set()
         for cell in _cells(path):
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell["cell_type"] == "markdown" and meta.get("solution"):
+            if cell["cell_type"] == "markdown" and is_solution(cell):
                 grams |= _grams(_answer_code(cell))
         found[path.parent.name] = grams
     return found

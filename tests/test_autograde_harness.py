@@ -6,6 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
+from cnncourse.autograde import cells
 from cnncourse.autograde.audit import scan_source
 from cnncourse.autograde.preprocessors import FeedbackScoresOnly, check_markers
 from cnncourse.grading import pass_marker
@@ -88,8 +89,8 @@ def test_audit_rules_ignore_comments_and_ordinary_code():
     assert scan_source("# threading would be cheating\nmodel.eval()\nre.compile('x')\ny = x.new_zeros(3)\n") == []
     for a in ASSIGNMENTS:
         for cell in a.correct().cells:
-            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-                assert scan_source(cell.source) == [], (a.id, cell.metadata.nbgrader.grade_id)
+            if cell.cell_type == "code" and cells.is_solution(cell):
+                assert scan_source(cell.source) == [], (a.id, cells.grade_id(cell))
 
 
 def test_autograde_refuses_without_required_env(tmp_path, monkeypatch):

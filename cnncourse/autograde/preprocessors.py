@@ -7,20 +7,14 @@ Autograde runs ``StartGrading`` -> ``Execute`` -> ``VerifyPassMarkers`` -> ... -
 from __future__ import annotations
 
 import os
-import re
 import secrets
 
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from cnncourse.autograde import cells
 from cnncourse.grading.runner import GRADING_KEY_ENV, pass_marker
-
-
-def is_test_cell(cell: NotebookNode) -> bool:
-    """An autograded test cell: a locked code grade cell that is not an answer."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def stdout_of(cell: NotebookNode) -> str:
@@ -42,9 +36,9 @@ def check_markers(nb: NotebookNode, key: str | None) -> list[dict]:
     """
     findings = []
     for cell in nb.cells:
-        if not is_test_cell(cell) or failed(cell):
+        if not cells.is_test(cell) or failed(cell):
             continue
-        grade_id = cell.metadata.nbgrader.grade_id
+        grade_id = cells.grade_id(cell)
         lines = stdout_of(cell).splitlines()
         if pass_marker(grade_id, key) in lines:
             continue
@@ -115,25 +109,25 @@ class FeedbackScoresOnly(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         self.hidden = set()
         for cell in nb.cells:
-            for block in re.findall(r"BEGIN HIDDEN TESTS(.*?)END HIDDEN TESTS", cell.source, re.S):
+            for block in cells.hidden_blocks(cell.source):
                 self.hidden |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 8}
         return super().preprocess(nb, resources)
 
     def scrub(self, text: str) -> str:
         lines = text.splitlines(keepends=True)
-        kept = [line if "HIDDEN TESTS" not in line and not any(h in line for h in self.hidden)
+        kept = [line if cells.HIDDEN not in line and not any(h in line for h in self.hidden)
                 else "[a line of a hidden test, removed]\n" for line in lines]
         return "".join(kept)
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
             return cell, resources
-        if is_test_cell(cell):
+        if cells.is_test(cell):
             cell.outputs = [o for o in cell.get("outputs", []) if o.output_type == "error"]
         for output in cell.get("outputs", []):
             if output.output_type == "error":
                 output.evalue = self.scrub(str(output.evalue))[:1000]
-                output.traceback = [f"{output.ename}: {output.evalue}"] if is_test_cell(cell) else \
+                output.traceback = [f"{output.ename}: {output.evalue}"] if cells.is_test(cell) else \
                     [self.scrub(line) for line in output.traceback]
             elif output.output_type == "stream":
                 output.text = self.scrub(output.text)
