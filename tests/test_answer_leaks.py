@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import cnncourse
-from cnncourse.autograde.cells import is_solution
+from cnncourse.autograde.cells import hidden_blocks, is_solution, without_hidden
 
 ROOT = Path(__file__).resolve().parent.parent
 LECTURES = sorted((ROOT / "lectures").glob("*.ipynb"))
@@ -230,3 +230,15 @@ def test_no_release_comment_states_a_written_answer():
     old_comment = ("# Average pooling is a depthwise convolution with the constant kernel 1/k^2; "
                    "max pooling is not linear.")
     assert len(_stated_answer(_comments(old_comment), "a1-convolution")) >= 2  # the leak this test was written for
+
+
+def test_no_release_shows_a_hidden_test_line():
+    """No line found only in hidden tests (case tables included) is in the student release of its assignment."""
+    for path in SOLUTIONS:
+        visible = "\n".join(without_hidden(_source(cell)) for cell in _cells(path))
+        hidden = {line.strip() for cell in _cells(path) for block in hidden_blocks(_source(cell))
+                  for line in block.splitlines() if len(line.strip()) >= MIN_CHARS and line.strip() not in visible}
+        assert hidden, f"{path.name} has no hidden test lines"
+        release = "\n".join(_source(c) for c in _cells(ROOT / "assignments" / path.parent.name / path.name))
+        shown = [line for line in hidden if line in release]
+        assert not shown, f"the release of {path.parent.name} shows hidden test lines: {shown[:3]}"

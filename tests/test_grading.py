@@ -444,3 +444,19 @@ def _test(malaria):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0] == grading.pass_marker("test_conv", "k")
     assert result.stdout.splitlines()[-1] == grading.pass_marker("test_budget", "k")
+
+
+def test_case_tables_are_frozen_and_written_once():
+    """A hidden case table is read-only tuples; defining it again with other rows (a student's cell got there first)
+    fails, and so does every later read: the hidden tests never run on a student's table."""
+    from cnncourse.grading.cases import CASES
+
+    grading.define_cases("test_tables_once", [((1, 2), 3), ((4, 5), 6)])
+    grading.define_cases("test_tables_once", [((1, 2), 3), ((4, 5), 6)])  # the notebook run again: the same rows
+    assert CASES["test_tables_once"] == (((1, 2), 3), ((4, 5), 6))
+    with pytest.raises(grading.GradingError, match="defined twice"):
+        grading.define_cases("test_tables_once", [((1, 1), 1)])
+    with pytest.raises(grading.GradingError, match="defined twice"):
+        CASES["test_tables_once"]
+    with pytest.raises(grading.GradingError, match="has not run"):
+        CASES["test_tables_never_defined"]
