@@ -288,3 +288,27 @@ def test_kernel_environment_is_an_allow_list():
     assert "--clearenv" in cmd and "/secret" not in cmd and "x" not in cmd
     assert cmd[cmd.index("CNNCOURSE_QUICK") + 1] == "1"
     assert f"--reuid={Sandbox().uid + 3}" in cmd
+
+
+def test_read_only_folder_under_tmp_stays_visible(tmp_path):
+    """A read-only mount below /tmp (the hub keeps its users' copied Python there) is bound over the kernel's
+    private /tmp, not hidden by it (it was, and every kernel on the hub failed to start)."""
+    if reason := sandbox_unavailable():
+        pytest.skip(reason)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note.txt").write_text("visible")
+    for path in (tmp_path, shared):
+        path.chmod(0o755)
+    (shared / "note.txt").chmod(0o644)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = Sandbox(read_only=[str(shared)]).command(
+        ["/bin/sh", "-c", f"cat {shared}/note.txt >&2 && touch /tmp/mine && ls /tmp >&2"], str(work),
+        str(run_dir), 0)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "visible" in done.stderr and "mine" in done.stderr  # the file, and /tmp still private and writable
+    assert not Path("/tmp/mine").exists()
