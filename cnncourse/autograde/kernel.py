@@ -107,7 +107,7 @@ class SandboxedExecute(Execute):
         assignment = info.get("assignment", "")
         settings = CnnCourseAutograde(parent=self)
         settings.check_env(assignment)
-        self.extra_arguments = kernel_arguments(self.extra_arguments, settings.toolkits.get(assignment, []))
+        self._toolkits = settings.toolkits.get(assignment, [])  # loaded by the kernel at start (below)
         scorer = load_scorer(self.hidden_scorers.get(assignment))
         folder = resources.get("metadata", {}).get("path") or os.getcwd()
         hidden = tempfile.mkdtemp(prefix="cnncourse-hidden-") if scorer else None
@@ -145,6 +145,8 @@ class SandboxedExecute(Execute):
         return nb, resources
 
     def create_kernel_manager(self):
+        # Here, just before the kernel starts: nbconvert's preprocess resets the configured traits (extra_arguments).
+        self.extra_arguments = kernel_arguments(self.extra_arguments, self._toolkits)
         km = super().create_kernel_manager()
         km.hidden_dir = self._hidden
         return km
