@@ -4,7 +4,8 @@ A4's student defines ``build_model()`` (a module mapping float images in [0, 1],
 logits ``(N, 2)``; it normalises inside, with its statistics as buffers) and saves its ``state_dict`` to
 ``model.pt``. Grading never trains: :func:`load_submission` loads ``model.pt`` with
 ``torch.load(weights_only=True)`` (no pickled code runs) and :func:`model_cost` measures it with
-``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``.
+``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``
+(``cnncourse/grading/toolkit.py``): only A4's kernels import it.
 
 The hidden patients (``$CNNCOURSE_GRADING_DATA``, a folder or zip the students never see, read by
 ``cnncourse.evaluation``) are read by the grader only: :class:`HiddenPatients` hands the kernel their images
@@ -124,7 +125,9 @@ def grading_report(model: nn.Module, size: int = SIZE) -> Report:
 
 
 def result_line(report: Report, params: int, macs: int) -> str:
-    """The line the leaderboard reads from an autograded notebook."""
+    """What the instructor's run of the source notebook prints (``$CNNCOURSE_GRADING_DATA`` set, no grader): for
+    people only. Nothing parses it; the leaderboard reads the numbers the grader computed (``cnncourse-results.json``,
+    :class:`HiddenPatients`)."""
     auc = "nan" if report.auc is None else f"{report.auc:.4f}"
     return (f"A4 result: accuracy={report.accuracy:.4f} auc={auc} params={params} macs={macs} "
             f"n_images={report.n_images}")
