@@ -404,7 +404,8 @@ assert g._tampered() == ["torch.manual_seed"], g._tampered()
 def test_lean_imports_a1_kernel_loads_nothing_of_a4():
     """A kernel grading an A1-style test imports none of A4's stack (cnncourse.grading_malaria, evaluation, the data
     loaders, training, nbformat); a graded kernel refuses a toolkit entry it was not given at start (it could have
-    been replaced by then) and gets it from :func:`cnncourse.grading.preload`. One fresh process: about 3 s."""
+    been replaced by then) and gets it from :func:`cnncourse.grading.preload` (without nbformat, which only the
+    grader needs). One fresh process: about 3 s."""
     import subprocess
 
     code = """
@@ -434,6 +435,7 @@ except g.GradingError as err:
 else:
     raise AssertionError("a graded kernel took a toolkit entry it was not given at start")
 g.preload("malaria")
+assert "nbformat" not in sys.modules  # A4's kernel loads its toolkit, not the grader's notebook library
 
 @graded_test("test_budget")
 def _test(malaria):
