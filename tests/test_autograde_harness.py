@@ -78,6 +78,7 @@ def test_feedback_keeps_errors_only_and_scrubs_hidden_lines():
     ("torch.Tensor.__eq__ = lambda *a: True", "around the guard"),
     ("print('\u2714 test_x passed')", "around the guard"),
     ("exec(code)", "around the guard"),
+    ("from cnncourse.grading import define_cases\ndefine_cases('a1_conv', [])", "around the guard"),
     ("import os\nos._exit(1)", "execution machinery"),
 ])
 def test_audit_rules(code, category):

@@ -60,7 +60,8 @@ RULES: list[tuple[str, ...]] = [
                          r"|^\s*(torch|F|nn|cnncourse|shapes)(\.\w+)+\s*=(?!=)|\bcnncourse\.grading\.\w+\s*=",
      "changes torch or the grader"),
     ("around the guard", r"\bpass_marker\b|\u2714|\b_KEY\b|GRADING_KEY|\bgraded_test\b|\b_tampered\b"
-                         r"|\b_check_untampered\b|\b_SNAPSHOT\b|\bTOOLKIT\b", "touches the grader's internals"),
+                         r"|\b_?check_untampered\b|\b_SNAPSHOT\b|\bTOOLKIT\b|\bdefine_cases\b|\bgrading\.(tamper|toolkit|cases)\b",
+     "touches the grader's internals"),
     ("around the guard", r"(?<![\w.])(exec|eval|compile)\s*\(", "runs code built at run time"),
 ]
 _COMPILED = [(rule[0], re.compile(rule[1], re.M), rule[2], rule[3] if len(rule) > 3 else "flag") for rule in RULES]
