@@ -106,3 +106,27 @@ def test_autograde_refuses_without_required_env(tmp_path, monkeypatch):
     monkeypatch.delenv("CNNCOURSE_GRADING_DATA", raising=False)
     with pytest.raises(RuntimeError, match="a4-malaria needs the environment variable.*CNNCOURSE_GRADING_DATA"):
         autograde(tmp_path, "a4-malaria", progress=False)
+
+
+def test_course_settings_are_a_configurable():
+    """nbgrader_config.py's c.CnnCourseAutograde rows reach the grader through traitlets: the required variables
+    (nbgrader autograde refuses without them, as make autograde does) and the toolkit entries the graded kernel
+    loads before any cell (one exec line, replaced per notebook, never repeated)."""
+    from pathlib import Path
+
+    from cnncourse.autograde.kernel import SandboxedExecute
+    from cnncourse.autograde.parallel import load_config
+    from cnncourse.autograde.settings import KERNEL_ARGUMENTS, CnnCourseAutograde, kernel_arguments
+
+    config = load_config(Path(__file__).resolve().parents[1])
+    settings = CnnCourseAutograde(parent=SandboxedExecute(config=config))
+    assert settings.toolkits["a4-malaria"] == ["malaria"] and "a1-convolution" not in settings.toolkits
+    assert "CNNCOURSE_GRADING_DATA" in CnnCourseAutograde.class_get_help()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CNNCOURSE_GRADING_DATA", raising=False)
+        with pytest.raises(RuntimeError, match="a4-malaria needs the environment variable.*CNNCOURSE_GRADING_DATA"):
+            settings.check_env("a4-malaria")
+        settings.check_env("a1-convolution")
+    args = kernel_arguments([*KERNEL_ARGUMENTS, "--x=1"], ["malaria"])
+    assert args == ["--x=1", '--IPKernelApp.exec_lines=__import__("cnncourse.grading").grading.preload(\'malaria\')']
+    assert kernel_arguments(args, []) == ["--x=1", *KERNEL_ARGUMENTS]
