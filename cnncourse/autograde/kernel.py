@@ -28,6 +28,7 @@ from traitlets import Dict, Unicode
 from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, fail, load_scorer, write_results
 from cnncourse.autograde.sandbox import Sandbox, Slot
 from cnncourse.autograde.settings import CnnCourseAutograde, kernel_arguments
+from cnncourse.grading.runner import GRADING_KEY_ENV
 
 __all__ = ["SandboxedExecute", "SandboxedKernelManager"]
 
@@ -39,6 +40,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     hidden-data variables removed from its environment)."""
 
     hidden_dir: str | None = None
+    grading_key: str | None = None  # this notebook's key (StartGrading), for this kernel's environment only
 
     async def _async_pre_start_kernel(self, **kw):
         self.sandbox = Sandbox(parent=self)
@@ -55,6 +57,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         env = {k: v for k, v in (kw.get("env") or os.environ).items() if k not in _NEVER_PASSED}
+        if self.grading_key:
+            env[GRADING_KEY_ENV] = self.grading_key
         if self.sandbox.mode == "bwrap":
             self.uid = self.sandbox.uid + self.slot.number if os.geteuid() == 0 else os.geteuid()
             os.chown(self.run_dir, self.uid, self.uid)
@@ -149,6 +153,7 @@ class SandboxedExecute(Execute):
         self.extra_arguments = kernel_arguments(self.extra_arguments, self._toolkits)
         km = super().create_kernel_manager()
         km.hidden_dir = self._hidden
+        km.grading_key = self.resources.get("cnncourse", {}).get("key")
         return km
 
     async def async_start_new_kernel_client(self):

@@ -6,7 +6,6 @@ Autograde runs ``StartGrading`` -> ``Execute`` -> ``VerifyPassMarkers`` -> ... -
 
 from __future__ import annotations
 
-import os
 import secrets
 
 from nbformat import NotebookNode
@@ -14,7 +13,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from cnncourse.autograde import cells
-from cnncourse.grading.runner import GRADING_KEY_ENV, pass_marker
+from cnncourse.grading.runner import pass_marker
 
 
 def stdout_of(cell: NotebookNode) -> str:
@@ -53,12 +52,12 @@ def check_markers(nb: NotebookNode, key: str | None) -> list[dict]:
 
 
 class StartGrading(NbGraderPreprocessor):
-    """Before Execute: a fresh key for this notebook, handed to its kernel through the environment."""
+    """Before Execute: a fresh key for this notebook, in ``resources`` only. ``SandboxedExecute`` puts it in the
+    environment of this notebook's kernel alone (never the grader's own), and ``cnncourse.grading`` removes it
+    there at import, before any cell."""
 
     def preprocess(self, nb, resources):
-        key = secrets.token_hex(16)
-        os.environ[GRADING_KEY_ENV] = key  # the kernel inherits it; cnncourse.grading removes it there
-        resources.setdefault("cnncourse", {})["key"] = key
+        resources.setdefault("cnncourse", {})["key"] = secrets.token_hex(16)
         return nb, resources
 
 
@@ -66,7 +65,6 @@ class VerifyPassMarkers(NbGraderPreprocessor):
     """After Execute: a test cell without its keyed pass marker scores 0, and the notebook is flagged."""
 
     def preprocess(self, nb, resources):
-        os.environ.pop(GRADING_KEY_ENV, None)
         state = resources.setdefault("cnncourse", {})
         state["flags"] = check_markers(nb, state.get("key"))
         for finding in state["flags"]:
