@@ -63,7 +63,8 @@ _DECORATOR = re.compile(r'@graded_test\((["\'])(\w+)\1\)')
 
 
 def _cells(aid: str) -> tuple[list[str], dict[str, str]]:
-    """The notebook's non-grade code cells (in order) and the chosen grade cells' sources."""
+    """The notebook's non-grade code cells and the grade cells defining case tables (in order), and the chosen
+    grade cells' sources."""
     from cnncourse.autograde.cells import grade_id, is_grade
 
     nb = json.loads((ROOT / "solutions" / aid / f"{aid}.ipynb").read_text())
@@ -72,10 +73,9 @@ def _cells(aid: str) -> tuple[list[str], dict[str, str]]:
         if cell["cell_type"] != "code":
             continue
         source = "".join(cell["source"])
-        if is_grade(cell):
-            if grade_id(cell) in CELLS[aid]:
-                tests[grade_id(cell)] = source
-        else:
+        if is_grade(cell) and grade_id(cell) in CELLS[aid]:
+            tests[grade_id(cell)] = source
+        elif not is_grade(cell) or "define_cases(" in source:  # setup, and the hidden case tables the tests read
             setup.append(source)
     missing = set(CELLS[aid]) - tests.keys()
     if missing:
