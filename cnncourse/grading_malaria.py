@@ -4,7 +4,8 @@ A4's student defines ``build_model()`` (a module mapping float images in [0, 1],
 logits ``(N, 2)``; it normalises inside, with its statistics as buffers) and saves its ``state_dict`` to
 ``model.pt``. Grading never trains: :func:`load_submission` loads ``model.pt`` with
 ``torch.load(weights_only=True)`` (no pickled code runs) and :func:`model_cost` measures it with
-``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``.
+``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``
+(``cnncourse/grading/toolkit.py``): only A4's kernels import it.
 
 The hidden patients (``$CNNCOURSE_GRADING_DATA``, a folder or zip the students never see, read by
 ``cnncourse.evaluation``) are read by the grader only: :class:`HiddenPatients` hands the kernel their images
@@ -19,18 +20,21 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from nbformat import NotebookNode
 from torch import nn
 
 from cnncourse import shapes
-from cnncourse.autograde import hidden
+from cnncourse.autograde import cells, hidden
 from cnncourse.data.malaria import load_tensors
 from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
 from cnncourse.runtime import is_quick
 from cnncourse.train.tensors import channel_stats, predict_tensors
+
+if TYPE_CHECKING:  # the grader's side only: an A4 kernel never imports nbformat
+    from nbformat import NotebookNode
 
 __all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "CHECKS", "RESULT_CELL",
            "HiddenPatients", "load_submission", "model_cost", "training_stats", "grading_set", "grading_report",
@@ -124,7 +128,9 @@ def grading_report(model: nn.Module, size: int = SIZE) -> Report:
 
 
 def result_line(report: Report, params: int, macs: int) -> str:
-    """The line the leaderboard reads from an autograded notebook."""
+    """What the instructor's run of the source notebook prints (``$CNNCOURSE_GRADING_DATA`` set, no grader): for
+    people only. Nothing parses it; the leaderboard reads the numbers the grader computed (``cnncourse-results.json``,
+    :class:`HiddenPatients`)."""
     auc = "nan" if report.auc is None else f"{report.auc:.4f}"
     return (f"A4 result: accuracy={report.accuracy:.4f} auc={auc} params={params} macs={macs} "
             f"n_images={report.n_images}")
@@ -171,7 +177,7 @@ class HiddenPatients:
         data, order = key
         results: dict = {}
         for cell in nb.cells:
-            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            grade_id = cells.grade_id(cell)
             if cell.cell_type != "code" or grade_id not in CHECKS:
                 continue
             probs, payload = hidden.predictions(cell, len(order))
