@@ -96,15 +96,18 @@ try:
 except OSError as err:
     record(False, err)""",
     "writes_outside": """
+from ipykernel.connect import get_connection_file
+
+run_dir = os.path.dirname(get_connection_file())  # the host folder of its sockets: sealed once they exist
 written = []
 for path in ["__COURSE__/pwned-__TOKEN__", "__COURSE__/.nbgrader/pwned-__TOKEN__", "/tmp/pwned-__TOKEN__",
-             "/dev/shm/pwned-__TOKEN__", "pwned-__TOKEN__"]:
+             "/dev/shm/pwned-__TOKEN__", "pwned-__TOKEN__", f"{run_dir}/pwned-__TOKEN__"]:
     try:
         open(path, "w").write("x")
         written.append(path)
     except OSError:
         pass
-record([p for p in written if p.startswith("__COURSE__")], written)""",
+record([p for p in written if p.startswith(("__COURSE__", run_dir))], written)""",
     "kills_parent": """
 killed = []
 for pid in sorted({os.getppid(), 1, *[int(p) for p in os.listdir("/proc") if p.isdigit()]} - {os.getpid()}):

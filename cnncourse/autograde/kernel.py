@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Unicode
@@ -160,6 +161,9 @@ class SandboxedExecute(Execute):
         kc = await super().async_start_new_kernel_client()
         self.km.seal()
         return kc
+
+    # nbclient binds its sync wrapper to its own coroutine: rebind it, or the override above never runs
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
