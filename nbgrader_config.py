@@ -8,13 +8,8 @@ assignments/<id>/<id>.ipynb  (student release, committed)
 import os
 
 from cnncourse.autograde.kernel import SandboxedExecute
-from cnncourse.autograde.preprocessors import (
-    KERNEL_ARGUMENTS,
-    FeedbackScoresOnly,
-    FlagSubmission,
-    StartGrading,
-    VerifyPassMarkers,
-)
+from cnncourse.autograde.preprocessors import FeedbackScoresOnly, FlagSubmission, StartGrading, VerifyPassMarkers
+from cnncourse.autograde.settings import KERNEL_ARGUMENTS
 from cnncourse.hub.settings import COURSE_ID
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
@@ -38,7 +33,8 @@ c.Exchange.root = os.environ.get("CNNCOURSE_EXCHANGE") or os.path.join(STATE, "e
 # infinite loop costs at most that (the cell scores 0 and grading goes on).
 c.Execute.timeout = 120
 c.Execute.kernel_name = "python3"
-# The kernel imports cnncourse.grading before any cell, so that it captures torch & co. before student code.
+# The kernel imports cnncourse.grading before any cell, so that it captures torch & co. before student code (and,
+# graded, the assignment's toolkit entries of c.CnnCourseAutograde.toolkits below).
 c.Execute.extra_arguments = KERNEL_ARGUMENTS
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
@@ -80,6 +76,10 @@ c.GenerateFeedback.preprocessors = [
 # other non-notebook file with the source's) and refuses to start without the hidden grading patients.
 c.Autograde.exclude_overwriting = {"a4-malaria": ["model.pt"]}
 c.CnnCourseAutograde.required_env = {"a4-malaria": ["CNNCOURSE_GRADING_DATA"]}
+# The toolkit entries each assignment's test cells ask for besides the base ones (cnncourse/grading/toolkit.py): the
+# entry "malaria" is cnncourse/grading_malaria.py. A graded kernel loads them before any student code; a kernel of
+# another assignment never imports them. A new assignment with its own toolkit module adds a row here.
+c.CnnCourseAutograde.toolkits = {"a4-malaria": ["malaria"]}
 
 # The exchange root must exist, or the formgrader shows a banner, logs "Unwritable directory" at critical level
 # and cannot release or collect. Where it cannot be made (a shared root of a hub), nbgrader says so itself.

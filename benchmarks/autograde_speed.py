@@ -85,7 +85,7 @@ def kernel_start_s(sandbox: bool, starts: int) -> float:
     from traitlets.config import Config
 
     from cnncourse.autograde.kernel import SandboxedKernelManager
-    from cnncourse.autograde.preprocessors import KERNEL_ARGUMENTS
+    from cnncourse.autograde.settings import KERNEL_ARGUMENTS
 
     async def one(folder: str) -> float:
         config = Config()

@@ -63,18 +63,19 @@ _DECORATOR = re.compile(r'@graded_test\((["\'])(\w+)\1\)')
 
 
 def _cells(aid: str) -> tuple[list[str], dict[str, str]]:
-    """The notebook's non-grade code cells (in order) and the chosen grade cells' sources."""
+    """The notebook's non-grade code cells and the grade cells defining case tables (in order), and the chosen
+    grade cells' sources."""
+    from cnncourse.autograde.cells import grade_id, is_grade
+
     nb = json.loads((ROOT / "solutions" / aid / f"{aid}.ipynb").read_text())
     setup, tests = [], {}
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
-        meta = cell["metadata"].get("nbgrader", {})
         source = "".join(cell["source"])
-        if meta.get("grade"):
-            if meta["grade_id"] in CELLS[aid]:
-                tests[meta["grade_id"]] = source
-        else:
+        if is_grade(cell) and grade_id(cell) in CELLS[aid]:
+            tests[grade_id(cell)] = source
+        elif not is_grade(cell) or "define_cases(" in source:  # setup, and the hidden case tables the tests read
             setup.append(source)
     missing = set(CELLS[aid]) - tests.keys()
     if missing:

@@ -13,7 +13,6 @@ import argparse
 import copy
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from cnncourse.autograde.cells import without_hidden  # noqa: E402
 from cnncourse.autograde.inprocess import grade_in_process  # noqa: E402
 from tests.assignments import ASSIGNMENTS, BY_ID  # noqa: E402
 
@@ -31,7 +31,7 @@ def visible_only(nb):
     """The notebook with its hidden tests removed: what students can run before submitting."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
-        cell.source = re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", cell.source, flags=re.S)
+        cell.source = without_hidden(cell.source)
     return nb
 
 

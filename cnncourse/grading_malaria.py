@@ -4,7 +4,8 @@ A4's student defines ``build_model()`` (a module mapping float images in [0, 1],
 logits ``(N, 2)``; it normalises inside, with its statistics as buffers) and saves its ``state_dict`` to
 ``model.pt``. Grading never trains: :func:`load_submission` loads ``model.pt`` with
 ``torch.load(weights_only=True)`` (no pickled code runs) and :func:`model_cost` measures it with
-``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``.
+``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``
+(``cnncourse/grading/toolkit.py``): only A4's kernels import it.
 
 :func:`predict_probs` is the grading path: uint8 images in, given to the model as float images in [0, 1],
 probabilities out; class 1 (Parasitized) from probability 0.5 (:data:`THRESHOLD`). :func:`validation_cells` and
@@ -23,19 +24,22 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from nbformat import NotebookNode
 from torch import nn
 
 from cnncourse import shapes
-from cnncourse.autograde import hidden
+from cnncourse.autograde import cells, hidden
 from cnncourse.data.malaria import load_tensors
 from cnncourse.data.synthetic import CellTensors
 from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
 from cnncourse.runtime import is_quick
 from cnncourse.train.tensors import channel_stats, normalize, predict_tensors
+
+if TYPE_CHECKING:  # the grader's side only: an A4 kernel never imports nbformat
+    from nbformat import NotebookNode
 
 __all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "THRESHOLD", "CHECKS", "RESULT_CELL",
            "HiddenPatients", "load_submission", "model_cost", "training_stats", "validation_cells", "predict_probs",
@@ -103,11 +107,11 @@ def training_stats(size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
 def validation_cells(n: int = VALIDATION_SAMPLE, size: int = SIZE) -> CellTensors:
     """``n`` cells of the validation patients (a fixed random sample; all of them when fewer), loaded here as the
     notebook loads them (the synthetic cells in quick mode): uint8 images ``(n, 3, size, size)``, labels, patients."""
-    cells = load_tensors("val", size=size, source="synthetic" if is_quick() else None, progress=False)
-    if len(cells.labels) > n:
-        keep = torch.randperm(len(cells.labels), generator=torch.Generator().manual_seed(0))[:n].sort().values
-        cells = CellTensors(cells.images[keep], cells.labels[keep], [cells.patient_ids[i] for i in keep.tolist()])
-    return cells
+    data = load_tensors("val", size=size, source="synthetic" if is_quick() else None, progress=False)
+    if len(data.labels) > n:
+        keep = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        data = CellTensors(data.images[keep], data.labels[keep], [data.patient_ids[i] for i in keep.tolist()])
+    return data
 
 
 @torch.no_grad()
@@ -125,17 +129,17 @@ def predict_probs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, cells: CellTensors, mean: torch.Tensor | None = None,
+def accuracy(model: nn.Module, labelled: CellTensors, mean: torch.Tensor | None = None,
              std: torch.Tensor | None = None) -> float:
-    """Accuracy of ``model`` on labelled ``cells`` (class 1 when p >= 0.5) along the grading path; with ``mean``
+    """Accuracy of ``model`` on ``labelled`` cells (class 1 when p >= 0.5) along the grading path; with ``mean``
     and ``std`` ((3,), [0, 1] units) the images are normalised with them *before* the model instead (the path of a
     model trained on normalised images: the double-normalisation probe)."""
     if mean is None:
-        probs = predict_probs(model, cells.images)
+        probs = predict_probs(model, labelled.images)
     else:
-        x = normalize(cells.images.cpu(), mean.float(), std.float())
+        x = normalize(labelled.images.cpu(), mean.float(), std.float())
         probs = torch.cat([model.eval()(chunk).float().softmax(1)[:, 1] for chunk in x.split(256)])
-    return float(((probs >= THRESHOLD).long() == cells.labels.cpu()).float().mean())
+    return float(((probs >= THRESHOLD).long() == labelled.labels.cpu()).float().mean())
 
 
 def agreement_tolerance(accuracy: float, n: int) -> float:
@@ -170,7 +174,9 @@ def grading_report(model: nn.Module, size: int = SIZE) -> Report:
 
 
 def result_line(report: Report, params: int, macs: int) -> str:
-    """The line the leaderboard reads from an autograded notebook."""
+    """What the instructor's run of the source notebook prints (``$CNNCOURSE_GRADING_DATA`` set, no grader): for
+    people only. Nothing parses it; the leaderboard reads the numbers the grader computed (``cnncourse-results.json``,
+    :class:`HiddenPatients`)."""
     auc = "nan" if report.auc is None else f"{report.auc:.4f}"
     return (f"A4 result: accuracy={report.accuracy:.4f} auc={auc} params={params} macs={macs} "
             f"n_images={report.n_images}")
@@ -213,7 +219,7 @@ class HiddenPatients:
         data, order = key
         results: dict = {}
         for cell in nb.cells:
-            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            grade_id = cells.grade_id(cell)
             if cell.cell_type != "code" or grade_id not in CHECKS:
                 continue
             probs, payload = hidden.predictions(cell, len(order))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cnncourse.autograde.cells import grade_id, is_solution
 from cnncourse.autograde.inprocess import apply_replacements
 from tests.grading_support import Assignment, Mutant, Submission, cell, edited, replace_once
 
@@ -336,7 +337,7 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
 
     no_stride = replace_once(cell(correct, "conv2d_naive").source, "r, c = i * sh, j * sw", "r, c = i, j")
     nb = edited(correct, conv2d_naive=no_stride)  # stride ignored (passes the visible test), hidden test deleted
-    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_conv2d_naive_hidden"]
+    nb.cells = [c for c in nb.cells if grade_id(c) != "test_conv2d_naive_hidden"]
     subs["dave_deletes_test"] = Submission(nb, fails={"test_conv2d_naive_hidden"}, manual={"test_conv2d_naive_hidden"},
                                            audit=True)
 
@@ -358,8 +359,8 @@ def submissions(a1: Assignment) -> dict[str, Submission]:
                                                fails=set(a1.grade_cells), audit=True, inprocess=False)
     subs["sam_fake_grader"] = Submission(_cheat(release, {"q1_answers": _FAKE_GRADER}), fails=set(a1.grade_cells),
                                          flagged=True, audit=True, inprocess=False)
-    answers = [c.metadata.nbgrader.grade_id for c in release.cells if c.metadata.get("nbgrader", {}).get("solution")
-               and c.cell_type == "code" and c.metadata.nbgrader.grade_id != "q1_answers"]
+    answers = [grade_id(c) for c in release.cells if is_solution(c) and c.cell_type == "code"
+               and grade_id(c) != "q1_answers"]
     nb = _cheat(release, {"q1_answers": _READS_SOLUTION, **{a: f'solve("{a}")' for a in answers}})
     # The sandboxed kernel has no solutions/ to read: every answer she delegated fails.
     subs["gina_reads_solution"] = Submission(nb, fails=set(a1.grade_cells), audit=True, inprocess=False)

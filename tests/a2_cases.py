@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cnncourse.autograde.cells import grade_id
 from cnncourse.autograde.inprocess import apply_replacements
 from tests.grading_support import Assignment, Mutant, Submission, edited, replace_once
 
@@ -363,7 +364,7 @@ def submissions(a2: Assignment) -> dict[str, Submission]:
 
     nb = edited(correct)  # mode ignored (passes the visible test), hidden test deleted
     apply_replacements(nb, MUTANTS["he_mode_ignored"].replacements)
-    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_he_hidden"]
+    nb.cells = [c for c in nb.cells if grade_id(c) != "test_he_hidden"]
     subs["dave_deletes_test"] = Submission(nb, fails={"test_he_hidden"}, manual={"test_he_hidden"}, audit=True)
 
     nb = edited(correct, q1_answers=_ANYTHING.strip("\n"))

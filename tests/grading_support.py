@@ -15,6 +15,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 
+from cnncourse.autograde import cells
 from cnncourse.autograde.inprocess import fill_answers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ class Assignment:
 
 
 def cell(nb: NotebookNode, grade_id: str) -> NotebookNode:
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return cells.find(nb.cells, grade_id)
 
 
 def edited(nb: NotebookNode, **sources: str | Callable[[str], str]) -> NotebookNode:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cnncourse import grading_malaria
+from cnncourse.autograde import cells
 from cnncourse.data.synthetic import synthetic_cells
 from tests import a4_cases
 from tests.assignments import BY_ID
@@ -98,7 +99,7 @@ def test_hidden_patients_are_scored_by_the_grader(tmp_path, monkeypatch):
     ])
     results = scorer.score(nb, key)
     assert results == {"accuracy": 1.0, "auc": 1.0, "n_images": len(truth), "params": 7, "macs": 9}
-    errors = {c.metadata.nbgrader.grade_id: [o.evalue for o in c.outputs if o.output_type == "error"]
+    errors = {cells.grade_id(c): [o.evalue for o in c.outputs if o.output_type == "error"]
               for c in nb.cells}
     assert errors["test_accuracy_90"] == []
     assert errors["test_accuracy_93"] == ["accuracy on the hidden patients 0.0000 < 0.93"]

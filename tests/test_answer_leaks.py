@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import cnncourse
+from cnncourse.autograde.cells import hidden_blocks, is_solution, without_hidden
 
 ROOT = Path(__file__).resolve().parent.parent
 LECTURES = sorted((ROOT / "lectures").glob("*.ipynb"))
@@ -78,8 +79,7 @@ def answers() -> dict[str, dict]:
     for path in SOLUTIONS:
         names, lines = set(), set()
         for cell in _cells(path):
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell["cell_type"] != "code" or not meta.get("solution"):
+            if cell["cell_type"] != "code" or not is_solution(cell):
                 continue
             tree = ast.parse(_source(cell))
             names |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
@@ -200,8 +200,7 @@ def written_answers() -> dict[str, set[tuple[str, ...]]]:
     for path in SOLUTIONS:
         grams = set()
         for cell in _cells(path):
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell["cell_type"] == "markdown" and meta.get("solution"):
+            if cell["cell_type"] == "markdown" and is_solution(cell):
                 grams |= _grams(_answer_code(cell))
         found[path.parent.name] = grams
     return found
@@ -231,3 +230,15 @@ def test_no_release_comment_states_a_written_answer():
     old_comment = ("# Average pooling is a depthwise convolution with the constant kernel 1/k^2; "
                    "max pooling is not linear.")
     assert len(_stated_answer(_comments(old_comment), "a1-convolution")) >= 2  # the leak this test was written for
+
+
+def test_no_release_shows_a_hidden_test_line():
+    """No line found only in hidden tests (case tables included) is in the student release of its assignment."""
+    for path in SOLUTIONS:
+        visible = "\n".join(without_hidden(_source(cell)) for cell in _cells(path))
+        hidden = {line.strip() for cell in _cells(path) for block in hidden_blocks(_source(cell))
+                  for line in block.splitlines() if len(line.strip()) >= MIN_CHARS and line.strip() not in visible}
+        assert hidden, f"{path.name} has no hidden test lines"
+        release = "\n".join(_source(c) for c in _cells(ROOT / "assignments" / path.parent.name / path.name))
+        shown = [line for line in hidden if line in release]
+        assert not shown, f"the release of {path.parent.name} shows hidden test lines: {shown[:3]}"

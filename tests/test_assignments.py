@@ -22,6 +22,7 @@ import nbformat
 import pytest
 from nbgrader.validator import Validator
 
+from cnncourse.autograde import cells
 from cnncourse.autograde.inprocess import grade_in_process, restore_locked
 from cnncourse.autograde.preprocessors import stdout_of
 from tests.assignments import ASSIGNMENTS, BY_ID
@@ -84,12 +85,11 @@ def batch(request, tmp_path_factory):
 def test_cannot_forge_the_table(assignment):
     """The row's grade cells and points are the source's; each test cell runs through graded_test with its id."""
     nb = assignment.source_nb()
-    tests = {c.metadata.nbgrader.grade_id: c for c in nb.cells if c.cell_type == "code"
-             and c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")}
-    assert {k: float(c.metadata.nbgrader.points) for k, c in tests.items()} == assignment.grade_cells
+    tests = {cells.grade_id(c): c for c in nb.cells if cells.is_test(c)}
+    assert {k: cells.points(c) for k, c in tests.items()} == assignment.grade_cells
     assert sum(assignment.grade_cells.values()) == assignment.points
     for grade_id, c in tests.items():
-        assert c.metadata.nbgrader.get("locked"), f"{grade_id} is not locked"
+        assert cells.is_locked(c), f"{grade_id} is not locked"
         assert "from cnncourse.grading import graded_test\n" in c.source, f"{grade_id}: import graded_test in the cell"
         assert re.findall(r'^@graded_test\("([\w-]+)"\)$', c.source, re.M) == [grade_id], \
             f"{grade_id}: one @graded_test({grade_id!r}) per test cell"
@@ -108,7 +108,7 @@ def test_validator(assignment, monkeypatch, tmp_path):
     grading_env(assignment, monkeypatch)
     assert Validator().validate(str(assignment.graded_source(tmp_path))) == {}
     release = assignment.release_nb()
-    grade_cells = [c.source.strip() for c in release.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    grade_cells = [c.source.strip() for c in release.cells if cells.is_grade(c)]
     result = Validator().validate(str(assignment.release))
     assert sorted(f["source"] for f in result["failed"]) == sorted(grade_cells)
 
@@ -146,9 +146,9 @@ def test_release_equals_generate_assignment(batch):
     assert [c.cell_type for c in fresh.cells] == [c.cell_type for c in committed.cells]
     for k, (x, y) in enumerate(zip(fresh.cells, committed.cells, strict=True)):
         assert x.source == y.source, f"cell {k} differs from generate_assignment's output: run `make release`"
-        assert x.metadata.get("nbgrader") == y.metadata.get("nbgrader"), f"cell {k} nbgrader metadata differs"
+        assert cells.nbgrader(x) == cells.nbgrader(y), f"cell {k} nbgrader metadata differs"
         assert not y.get("outputs"), f"cell {k} of the release has outputs"
-    assert not [c for c in committed.cells if "HIDDEN TESTS" in c.source or "BEGIN SOLUTION" in c.source]
+    assert not [c for c in committed.cells if cells.HIDDEN in c.source or "BEGIN SOLUTION" in c.source]
 
 
 def test_batch_summary(batch):
@@ -248,11 +248,11 @@ def test_feedback_scores_and_messages_only(batch):
     chosen = [name for name, s in batch.subs.items() if s.feedback]
     hidden = set()
     for c in a.source_nb().cells:
-        hidden |= {line.strip() for block in re.findall(r"BEGIN HIDDEN TESTS(.*?)END HIDDEN TESTS", c.source, re.S)
+        hidden |= {line.strip() for block in cells.hidden_blocks(c.source)
                    for line in block.splitlines() if len(line.strip()) > 12}
     for name, html in feedback_html(batch.course, a, chosen).items():
         s = batch.subs[name]
-        assert "HIDDEN TESTS" not in html and "passed [" not in html and "note (not penalised)" not in html, name
+        assert cells.HIDDEN not in html and "passed [" not in html and "note (not penalised)" not in html, name
         leaked = [line for line in hidden if any(form in html for form in (line, html_escape(line),
                                                                            html_escape(line, quote=False)))]
         assert not leaked, f"{name}: hidden test lines in the feedback: {leaked[:3]}"

@@ -6,6 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
+from cnncourse.autograde import cells
 from cnncourse.autograde.audit import scan_source
 from cnncourse.autograde.preprocessors import FeedbackScoresOnly, check_markers
 from cnncourse.grading import pass_marker
@@ -77,6 +78,7 @@ def test_feedback_keeps_errors_only_and_scrubs_hidden_lines():
     ("torch.Tensor.__eq__ = lambda *a: True", "around the guard"),
     ("print('\u2714 test_x passed')", "around the guard"),
     ("exec(code)", "around the guard"),
+    ("from cnncourse.grading import define_cases\ndefine_cases('a1_conv', [])", "around the guard"),
     ("import os\nos._exit(1)", "execution machinery"),
 ])
 def test_audit_rules(code, category):
@@ -88,8 +90,8 @@ def test_audit_rules_ignore_comments_and_ordinary_code():
     assert scan_source("# threading would be cheating\nmodel.eval()\nre.compile('x')\ny = x.new_zeros(3)\n") == []
     for a in ASSIGNMENTS:
         for cell in a.correct().cells:
-            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-                assert scan_source(cell.source) == [], (a.id, cell.metadata.nbgrader.grade_id)
+            if cell.cell_type == "code" and cells.is_solution(cell):
+                assert scan_source(cell.source) == [], (a.id, cells.grade_id(cell))
 
 
 def test_autograde_refuses_without_required_env(tmp_path, monkeypatch):
@@ -104,3 +106,27 @@ def test_autograde_refuses_without_required_env(tmp_path, monkeypatch):
     monkeypatch.delenv("CNNCOURSE_GRADING_DATA", raising=False)
     with pytest.raises(RuntimeError, match="a4-malaria needs the environment variable.*CNNCOURSE_GRADING_DATA"):
         autograde(tmp_path, "a4-malaria", progress=False)
+
+
+def test_course_settings_are_a_configurable():
+    """nbgrader_config.py's c.CnnCourseAutograde rows reach the grader through traitlets: the required variables
+    (nbgrader autograde refuses without them, as make autograde does) and the toolkit entries the graded kernel
+    loads before any cell (one exec line, replaced per notebook, never repeated)."""
+    from pathlib import Path
+
+    from cnncourse.autograde.kernel import SandboxedExecute
+    from cnncourse.autograde.parallel import load_config
+    from cnncourse.autograde.settings import KERNEL_ARGUMENTS, CnnCourseAutograde, kernel_arguments
+
+    config = load_config(Path(__file__).resolve().parents[1])
+    settings = CnnCourseAutograde(parent=SandboxedExecute(config=config))
+    assert settings.toolkits["a4-malaria"] == ["malaria"] and "a1-convolution" not in settings.toolkits
+    assert "CNNCOURSE_GRADING_DATA" in CnnCourseAutograde.class_get_help()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CNNCOURSE_GRADING_DATA", raising=False)
+        with pytest.raises(RuntimeError, match="a4-malaria needs the environment variable.*CNNCOURSE_GRADING_DATA"):
+            settings.check_env("a4-malaria")
+        settings.check_env("a1-convolution")
+    args = kernel_arguments([*KERNEL_ARGUMENTS, "--x=1"], ["malaria"])
+    assert args == ["--x=1", '--IPKernelApp.exec_lines=__import__("cnncourse.grading").grading.preload(\'malaria\')']
+    assert kernel_arguments(args, []) == ["--x=1", *KERNEL_ARGUMENTS]

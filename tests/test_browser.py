@@ -31,6 +31,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from cnncourse.autograde.cells import is_grade, is_solution
 from cnncourse.explorers import conv_output_text
 from tests.lab import course_env, running_lab
 
@@ -198,7 +199,7 @@ def test_a1_release_validate_reports_the_unanswered_cells(lab, course, page, tmp
     if not (course / A1).exists():
         pytest.skip(f"{A1} is not in this checkout")
     cells = json.loads((course / A1).read_text())["cells"]
-    graded = [c for c in cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    graded = [c for c in cells if is_grade(c)]
     with screenshot_on_failure(page, tmp_path / "a1_validate.png"):
         open_notebook(page, lab, A1)
         page.locator(f"{ACTIVE} .validate-button").click()
@@ -208,8 +209,7 @@ def test_a1_release_validate_reports_the_unanswered_cells(lab, course, page, tmp
         failed = body.count("The following cell failed:")
         assert failed == len(graded), f"{failed} cells reported failing, expected every graded cell ({len(graded)})"
         assert "YOUR ANSWER HERE" in body  # the unanswered written answer is among them
-        first_test = next(c for c in graded if "solution" not in c["metadata"]["nbgrader"]
-                          or not c["metadata"]["nbgrader"]["solution"])
+        first_test = next(c for c in graded if not is_solution(c))
         assert "".join(first_test["source"]).splitlines()[0] in body
 
 

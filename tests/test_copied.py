@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from cnncourse.autograde import cells
 from cnncourse.autograde.audit import _static
 from cnncourse.autograde.copied import THRESHOLD, copied_from_package, windows
 
@@ -21,9 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _answers():
     for path in sorted((ROOT / "solutions").glob("*/*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell["cell_type"] == "code" and meta.get("solution"):
-                yield f"{path.parent.name}:{meta['grade_id']}", "".join(cell["source"])
+            if cell["cell_type"] == "code" and cells.is_solution(cell):
+                yield f"{path.parent.name}:{cells.grade_id(cell)}", "".join(cell["source"])
 
 
 def test_independent_solutions_are_far_below_the_threshold():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -398,3 +399,66 @@ assert g._tampered() == ["torch.manual_seed"], g._tampered()
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_lean_imports_a1_kernel_loads_nothing_of_a4():
+    """A kernel grading an A1-style test imports none of A4's stack (cnncourse.grading_malaria, evaluation, the data
+    loaders, training, nbformat); a graded kernel refuses a toolkit entry it was not given at start (it could have
+    been replaced by then) and gets it from :func:`cnncourse.grading.preload` (without nbformat, which only the
+    grader needs). One fresh process: about 3 s."""
+    import subprocess
+
+    code = """
+import sys
+import cnncourse.grading as g
+from cnncourse.grading import graded_test
+
+def conv(x, w):
+    return (x * w).sum().reshape(1)
+
+@graded_test("test_conv")
+def _test(conv, torch, assert_close, from_scratch):
+    x, w = torch.randn(3), torch.randn(3)
+    with from_scratch("conv", forbid="a1"):
+        y = conv(x, w)
+    assert_close(y, (x * w).sum().reshape(1), "conv(x, w)")
+
+a4 = ("cnncourse.grading_malaria", "cnncourse.evaluation", "cnncourse.data", "cnncourse.train", "nbformat", "PIL")
+loaded = sorted(m for m in sys.modules if m.startswith(a4))
+assert loaded == [], loaded
+try:
+    @graded_test("test_budget")
+    def _test(malaria):
+        pass
+except g.GradingError as err:
+    assert "c.CnnCourseAutograde.toolkits" in str(err), err
+else:
+    raise AssertionError("a graded kernel took a toolkit entry it was not given at start")
+g.preload("malaria")
+assert "nbformat" not in sys.modules  # A4's kernel loads its toolkit, not the grader's notebook library
+
+@graded_test("test_budget")
+def _test(malaria):
+    assert malaria.MAX_PARAMS == 400_000
+"""
+    env = dict(os.environ, CNNCOURSE_GRADING_KEY="k")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0] == grading.pass_marker("test_conv", "k")
+    assert result.stdout.splitlines()[-1] == grading.pass_marker("test_budget", "k")
+
+
+def test_case_tables_are_frozen_and_written_once():
+    """A hidden case table is read-only tuples; defining it again with other rows (a student's cell got there first)
+    fails, and so does every later read: the hidden tests never run on a student's table."""
+    from cnncourse.grading.cases import CASES
+
+    grading.define_cases("test_tables_once", [((1, 2), 3), ((4, 5), 6)])
+    grading.define_cases("test_tables_once", [((1, 2), 3), ((4, 5), 6)])  # the notebook run again: the same rows
+    assert CASES["test_tables_once"] == (((1, 2), 3), ((4, 5), 6))
+    with pytest.raises(grading.GradingError, match="defined twice"):
+        grading.define_cases("test_tables_once", [((1, 1), 1)])
+    with pytest.raises(grading.GradingError, match="defined twice"):
+        CASES["test_tables_once"]
+    with pytest.raises(grading.GradingError, match="has not run"):
+        CASES["test_tables_never_defined"]

@@ -197,6 +197,10 @@ def test_course_cycle(hub):
     wrong = fill_answers(fetched, A1.source_nb())
     for name in BOB_MUTANTS:
         apply_replacements(wrong, a1_cases.MUTANTS[name].replacements)
+    # ... and, graded, tries to leave a file in the course folder (the grader account's own): the sandbox stops it
+    planted = hub.settings.course_root / "bob-was-here"
+    wrong.cells.append(nbformat.v4.new_code_cell(f"try:\n    open({str(planted)!r}, 'w').write('x')\n"
+                                                 "except OSError as err:\n    print(err)"))
     put_notebook(hub, prefixes[ALICE], ALICE, path, correct)
     put_notebook(hub, prefixes[BOB], BOB, path, wrong)
     for user, prefix in prefixes.items():
@@ -234,6 +238,7 @@ def test_course_cycle(hub):
     rc, out = hub.terminal(FORMGRADER, TEACH, f"python -m cnncourse.hub autograde {A1.id}", timeout=300)
     assert rc == 0, out
     assert "2 graded, 0 failed to run, 0 flagged" in out, out
+    assert not planted.exists(), "a graded kernel wrote into the course folder: grading on the hub is not sandboxed"
     hub.timings["collect, autograde"] = time.monotonic() - t0
     t0 = time.monotonic()
     for step in ("generate_feedback", "release_feedback"):

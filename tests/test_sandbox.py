@@ -96,15 +96,18 @@ try:
 except OSError as err:
     record(False, err)""",
     "writes_outside": """
+from ipykernel.connect import get_connection_file
+
+run_dir = os.path.dirname(get_connection_file())  # the host folder of its sockets: sealed once they exist
 written = []
 for path in ["__COURSE__/pwned-__TOKEN__", "__COURSE__/.nbgrader/pwned-__TOKEN__", "/tmp/pwned-__TOKEN__",
-             "/dev/shm/pwned-__TOKEN__", "pwned-__TOKEN__"]:
+             "/dev/shm/pwned-__TOKEN__", "pwned-__TOKEN__", f"{run_dir}/pwned-__TOKEN__"]:
     try:
         open(path, "w").write("x")
         written.append(path)
     except OSError:
         pass
-record([p for p in written if p.startswith("__COURSE__")], written)""",
+record([p for p in written if p.startswith(("__COURSE__", run_dir))], written)""",
     "kills_parent": """
 killed = []
 for pid in sorted({os.getppid(), 1, *[int(p) for p in os.listdir("/proc") if p.isdigit()]} - {os.getpid()}):
@@ -288,3 +291,27 @@ def test_kernel_environment_is_an_allow_list():
     assert "--clearenv" in cmd and "/secret" not in cmd and "x" not in cmd
     assert cmd[cmd.index("CNNCOURSE_QUICK") + 1] == "1"
     assert f"--reuid={Sandbox().uid + 3}" in cmd
+
+
+def test_read_only_folder_under_tmp_stays_visible(tmp_path):
+    """A read-only mount below /tmp (the hub keeps its users' copied Python there) is bound over the kernel's
+    private /tmp, not hidden by it (it was, and every kernel on the hub failed to start)."""
+    if reason := sandbox_unavailable():
+        pytest.skip(reason)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note.txt").write_text("visible")
+    for path in (tmp_path, shared):
+        path.chmod(0o755)
+    (shared / "note.txt").chmod(0o644)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = Sandbox(read_only=[str(shared)]).command(
+        ["/bin/sh", "-c", f"cat {shared}/note.txt >&2 && touch /tmp/mine && ls /tmp >&2"], str(work),
+        str(run_dir), 0)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "visible" in done.stderr and "mine" in done.stderr  # the file, and /tmp still private and writable
+    assert not Path("/tmp/mine").exists()

@@ -9,6 +9,7 @@ import copy
 import nbformat
 from nbgrader.validator import Validator
 
+from cnncourse.autograde import cells
 from tests.assignments import BY_ID
 from tests.grading_support import cell, nbgrader_env
 
@@ -26,7 +27,7 @@ def validate(tmp_path, monkeypatch, **sources: str) -> dict[str, str]:
     path = tmp_path / "a1-slice.ipynb"
     nbformat.write(nb, path)
     failed = Validator().validate(str(path))["failed"]
-    tests = {c.source.strip(): c.metadata.nbgrader.grade_id for c in nb.cells}
+    tests = {c.source.strip(): cells.grade_id(c) for c in nb.cells}
     return {tests[f["source"].strip()]: f["error"] for f in failed}
 
 

@@ -24,9 +24,10 @@ import nbformat
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 
+from cnncourse.autograde import cells
 from cnncourse.autograde.copied import copied_from_package
 from cnncourse.autograde.parallel import course_path, load_config, submitted_students
-from cnncourse.autograde.preprocessors import flag_in_gradebook, is_test_cell
+from cnncourse.autograde.preprocessors import flag_in_gradebook
 
 __all__ = ["Finding", "AuditReport", "RULES", "scan_source", "audit"]
 
@@ -59,7 +60,8 @@ RULES: list[tuple[str, ...]] = [
                          r"|^\s*(torch|F|nn|cnncourse|shapes)(\.\w+)+\s*=(?!=)|\bcnncourse\.grading\.\w+\s*=",
      "changes torch or the grader"),
     ("around the guard", r"\bpass_marker\b|\u2714|\b_KEY\b|GRADING_KEY|\bgraded_test\b|\b_tampered\b"
-                         r"|\b_check_untampered\b|\b_SNAPSHOT\b|\bTOOLKIT\b", "touches the grader's internals"),
+                         r"|\b_?check_untampered\b|\b_SNAPSHOT\b|\bTOOLKIT\b|\bdefine_cases\b|\bgrading\.(tamper|toolkit|cases)\b",
+     "touches the grader's internals"),
     ("around the guard", r"(?<![\w.])(exec|eval|compile)\s*\(", "runs code built at run time"),
 ]
 _COMPILED = [(rule[0], re.compile(rule[1], re.M), rule[2], rule[3] if len(rule) > 3 else "flag") for rule in RULES]
@@ -129,23 +131,19 @@ def scan_source(source: str) -> list[tuple[str, str, str, str]]:
     return hits
 
 
-def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 def _static(student: str, submitted: NotebookNode, source: NotebookNode) -> list[Finding]:
     findings = []
-    locked = {_grade_id(c): c for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
+    locked = {cells.grade_id(c): c for c in source.cells if cells.is_locked(c)}
     present = set()
     for k, cell in enumerate(submitted.cells):
-        grade_id = _grade_id(cell)
+        grade_id = cells.grade_id(cell)
         present.add(grade_id)
         name = grade_id or f"added cell {k}"
         if cell.cell_type != "code":
             continue
         if grade_id in locked:
             original = locked[grade_id].source
-            visible = re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", original, flags=re.S)
+            visible = cells.without_hidden(original)
             if cell.source.strip() not in (original.strip(), visible.strip()):
                 findings.append(Finding(student, name, "locked cells", "edited a locked cell (nbgrader restores it)",
                                         cell.source.strip().splitlines()[0][:100] if cell.source.strip() else ""))
@@ -157,7 +155,7 @@ def _static(student: str, submitted: NotebookNode, source: NotebookNode) -> list
             findings.append(Finding(student, name, "copied code", f"{match.share:.0%} of its code is in the course "
                                     f"package's {match.module}", match.module))
     for grade_id, cell in locked.items():
-        if is_test_cell(cell) and grade_id not in present:
+        if cells.is_test(cell) and grade_id not in present:
             findings.append(Finding(student, grade_id, "locked cells", "deleted a test cell (it scores 0)", ""))
     return findings
 
@@ -170,16 +168,16 @@ def _runtime(student: str, autograded: Path, graded: bool) -> list[Finding]:
     nb = nbformat.read(autograded, as_version=4)
     findings = []
     for cell in nb.cells:
-        if not is_test_cell(cell):
+        if not cells.is_test(cell):
             continue
         for output in cell.get("outputs", []):
             if output.output_type != "error":
                 continue
             for ename, text, reason in RUNTIME:
                 if output.ename == ename and text in str(output.evalue):
-                    findings.append(Finding(student, _grade_id(cell), "runtime", reason, str(output.evalue)[:160]))
+                    findings.append(Finding(student, cells.grade_id(cell), "runtime", reason, str(output.evalue)[:160]))
             if output.ename == "CellTimeoutError":
-                findings.append(Finding(student, _grade_id(cell), "runtime", "a test timed out", "", "info"))
+                findings.append(Finding(student, cells.grade_id(cell), "runtime", "a test timed out", "", "info"))
     return findings
 
 

@@ -22,8 +22,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nbformat import NotebookNode
+if TYPE_CHECKING:  # the grader's side only: a kernel that emits predictions never imports nbformat
+    from nbformat import NotebookNode
 
 __all__ = ["HIDDEN_INPUTS_ENV", "MIME", "RESULTS", "capture", "emit", "fail", "inputs_dir", "load_scorer",
            "predictions", "read_results", "write_results"]
@@ -79,6 +81,8 @@ def predictions(cell: NotebookNode, n: int) -> tuple[list[float] | None, dict]:
 
 def fail(cell: NotebookNode, message: str) -> None:
     """Score ``cell`` 0 with ``message`` (an error output first: partial credit cannot win)."""
+    from nbformat import NotebookNode
+
     cell.setdefault("outputs", []).insert(0, NotebookNode(output_type="error", ename="AssertionError", evalue=message,
                                         traceback=[f"AssertionError: {message}"]))
 

@@ -26,7 +26,7 @@ import torch
 from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
-from cnncourse.autograde import hidden
+from cnncourse.autograde import cells, hidden
 from cnncourse.autograde.preprocessors import check_markers
 
 __all__ = ["CellResult", "GradeReport", "grade_in_process", "fill_answers", "read_notebook", "restore_locked"]
@@ -115,15 +115,15 @@ def _run_cell(source: str, namespace: dict, name: str) -> list[NotebookNode]:
 
 def apply_replacements(nb: NotebookNode, replacements: Sequence[tuple[str, str, str]]) -> None:
     """Apply ``(grade_id, old, new)`` text replacements in place; each ``old`` must occur exactly once."""
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    by_id = {cells.grade_id(c): c for c in nb.cells}
     for grade_id, old, new in replacements:
-        if grade_id not in cells:
-            raise ValueError(f"no cell with grade_id {grade_id!r}; ids are {[i for i in cells if i]}")
-        count = cells[grade_id].source.count(old)
+        if grade_id not in by_id:
+            raise ValueError(f"no cell with grade_id {grade_id!r}; ids are {[i for i in by_id if i]}")
+        count = by_id[grade_id].source.count(old)
         if count != 1:
             raise ValueError(f"replacement target must occur exactly once in cell {grade_id!r}, found {count}: "
                              f"{old!r:.120}")
-        cells[grade_id].source = cells[grade_id].source.replace(old, new)
+        by_id[grade_id].source = by_id[grade_id].source.replace(old, new)
 
 
 def grade_in_process(
@@ -167,7 +167,7 @@ def grade_in_process(
             warnings.showwarning = _show_on_stderr
             for k, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
-                    name = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell{k}")
+                    name = cells.grade_id(cell) or f"cell{k}"
                     with hidden.capture() as sent:
                         cell.outputs = _run_cell(cell.source, namespace, f"<cell {name}>")
                     cell.outputs += [NotebookNode(output_type="display_data", data={hidden.MIME: d}, metadata={})
@@ -185,12 +185,11 @@ def grade_in_process(
     results = scorer.score(nb, key) if scorer is not None else {}
     report = GradeReport(flags=check_markers(nb, key=None), results=results)
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade"):
+        if cell.cell_type == "code" and cells.is_grade(cell):
             points, max_points = determine_grade(cell)
             errors = [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
             errors += ["wrote to stderr"] if any(o.get("name") == "stderr" for o in cell.outputs) else []
-            report.cells.append(CellResult(meta["grade_id"], float(points or 0.0), float(max_points),
+            report.cells.append(CellResult(cells.grade_id(cell), float(points or 0.0), float(max_points),
                                            "; ".join(errors) or None))
     return report
 
@@ -204,18 +203,14 @@ def fill_answers(release: Mapping, source: Mapping) -> NotebookNode:
     Answer cells (nbgrader ``solution: true``) are matched by ``grade_id``; the solution markers are
     dropped, so the result is what a student who wrote the reference solution would submit.
     """
-    answers = {
-        c["metadata"]["nbgrader"]["grade_id"]: _SOLUTION_MARKER.sub("", c["source"])
-        for c in source["cells"]
-        if c.get("metadata", {}).get("nbgrader", {}).get("solution")
-    }
+    answers = {cells.grade_id(c): _SOLUTION_MARKER.sub("", c["source"]) for c in source["cells"]
+               if cells.is_solution(c)}
     filled = read_notebook(release)
     for cell in filled.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if meta.get("solution"):
-            if meta["grade_id"] not in answers:
-                raise ValueError(f"answer cell {meta['grade_id']!r} of the release is missing from the source")
-            cell.source = answers[meta["grade_id"]]
+        if cells.is_solution(cell):
+            if cells.grade_id(cell) not in answers:
+                raise ValueError(f"answer cell {cells.grade_id(cell)!r} of the release is missing from the source")
+            cell.source = answers[cells.grade_id(cell)]
     return filled
 
 
@@ -225,11 +220,10 @@ def restore_locked(submission: Mapping, source: Mapping) -> NotebookNode:
     What nbgrader's ``OverwriteCells`` does before autograding: an edited test cell is put back; a deleted
     one stays deleted (nbgrader then scores it 0 and marks it for manual grading); added cells stay.
     """
-    locked = {c["metadata"]["nbgrader"]["grade_id"]: c["source"] for c in source["cells"]
-              if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
+    locked = {cells.grade_id(c): c["source"] for c in source["cells"] if cells.is_locked(c)}
     restored = read_notebook(submission)
     for c in restored.cells:
-        grade_id = c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        grade_id = cells.grade_id(c)
         if grade_id in locked:
             c.source = locked[grade_id]
     return restored

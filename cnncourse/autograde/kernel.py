@@ -4,7 +4,8 @@
 autograde`` and ``make autograde`` (which runs nbgrader's API in worker processes) grade alike. Per notebook it
 
 1. checks that kernels can be sandboxed here (or refuses, saying how to install bubblewrap);
-2. lets the assignment's hidden scorer (``c.SandboxedExecute.hidden_scorers``) write its hidden inputs, without
+2. starts the kernel loading the assignment's toolkit entries (``c.CnnCourseAutograde.toolkits``) before any cell,
+   and lets the assignment's hidden scorer (``c.SandboxedExecute.hidden_scorers``) write its hidden inputs, without
    labels, into a folder the kernel reads (:mod:`cnncourse.autograde.hidden`);
 3. runs the notebook in a sandboxed kernel, killed after ``c.Sandbox.notebook_timeout`` seconds (or when a cell
    past ``c.Execute.timeout`` ignores the interrupt); the cells that finished keep their scores;
@@ -20,12 +21,15 @@ import threading
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Unicode
 
 from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, fail, load_scorer, write_results
 from cnncourse.autograde.sandbox import Sandbox, Slot
+from cnncourse.autograde.settings import CnnCourseAutograde, kernel_arguments
+from cnncourse.grading.runner import GRADING_KEY_ENV
 
 __all__ = ["SandboxedExecute", "SandboxedKernelManager"]
 
@@ -37,6 +41,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     hidden-data variables removed from its environment)."""
 
     hidden_dir: str | None = None
+    grading_key: str | None = None  # this notebook's key (StartGrading), for this kernel's environment only
 
     async def _async_pre_start_kernel(self, **kw):
         self.sandbox = Sandbox(parent=self)
@@ -53,6 +58,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         env = {k: v for k, v in (kw.get("env") or os.environ).items() if k not in _NEVER_PASSED}
+        if self.grading_key:
+            env[GRADING_KEY_ENV] = self.grading_key
         if self.sandbox.mode == "bwrap":
             self.uid = self.sandbox.uid + self.slot.number if os.geteuid() == 0 else os.geteuid()
             os.chown(self.run_dir, self.uid, self.uid)
@@ -102,7 +109,11 @@ class SandboxedExecute(Execute):
         sandbox = Sandbox(parent=self)
         sandbox.check()
         info = resources.get("nbgrader", {})
-        scorer = load_scorer(self.hidden_scorers.get(info.get("assignment", "")))
+        assignment = info.get("assignment", "")
+        settings = CnnCourseAutograde(parent=self)
+        settings.check_env(assignment)
+        self._toolkits = settings.toolkits.get(assignment, [])  # loaded by the kernel at start (below)
+        scorer = load_scorer(self.hidden_scorers.get(assignment))
         folder = resources.get("metadata", {}).get("path") or os.getcwd()
         hidden = tempfile.mkdtemp(prefix="cnncourse-hidden-") if scorer else None
         self._hidden, self._timed_out, self._finished = hidden, False, set()
@@ -139,14 +150,20 @@ class SandboxedExecute(Execute):
         return nb, resources
 
     def create_kernel_manager(self):
+        # Here, just before the kernel starts: nbconvert's preprocess resets the configured traits (extra_arguments).
+        self.extra_arguments = kernel_arguments(self.extra_arguments, self._toolkits)
         km = super().create_kernel_manager()
         km.hidden_dir = self._hidden
+        km.grading_key = self.resources.get("cnncourse", {}).get("key")
         return km
 
     async def async_start_new_kernel_client(self):
         kc = await super().async_start_new_kernel_client()
         self.km.seal()
         return kc
+
+    # nbclient binds its sync wrapper to its own coroutine: rebind it, or the override above never runs
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)

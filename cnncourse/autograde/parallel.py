@@ -165,12 +165,10 @@ def autograde(course: Path | str, assignment: str, jobs: int = 2, *, timeout: in
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     course = Path(course).resolve()
     config = load_config(course)
-    missing = [name for name in config.get("CnnCourseAutograde", {}).get("required_env", {}).get(assignment, [])
-               if not os.environ.get(name)]
-    if missing:
-        raise RuntimeError(f"autograding {assignment} needs the environment variable(s) {', '.join(missing)}; "
-                           "set them (see the README's instructors section) and run again.")
     from cnncourse.autograde.sandbox import Sandbox
+    from cnncourse.autograde.settings import CnnCourseAutograde
+
+    CnnCourseAutograde(config=config).check_env(assignment)  # the same check as nbgrader autograde's
 
     Sandbox(config=config).check()  # no bubblewrap: a message saying how to install it, nothing graded
     if timeout is not None:

@@ -6,24 +6,14 @@ Autograde runs ``StartGrading`` -> ``Execute`` -> ``VerifyPassMarkers`` -> ... -
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
 
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from cnncourse.grading import GRADING_KEY_ENV, pass_marker
-
-# Imported by the kernel before any cell runs, so that cnncourse.grading captures torch & co. untouched.
-KERNEL_ARGUMENTS = ['--IPKernelApp.exec_lines=__import__("cnncourse.grading")']
-
-
-def is_test_cell(cell: NotebookNode) -> bool:
-    """An autograded test cell: a locked code grade cell that is not an answer."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+from cnncourse.autograde import cells
+from cnncourse.grading.runner import pass_marker
 
 
 def stdout_of(cell: NotebookNode) -> str:
@@ -45,9 +35,9 @@ def check_markers(nb: NotebookNode, key: str | None) -> list[dict]:
     """
     findings = []
     for cell in nb.cells:
-        if not is_test_cell(cell) or failed(cell):
+        if not cells.is_test(cell) or failed(cell):
             continue
-        grade_id = cell.metadata.nbgrader.grade_id
+        grade_id = cells.grade_id(cell)
         lines = stdout_of(cell).splitlines()
         if pass_marker(grade_id, key) in lines:
             continue
@@ -62,12 +52,12 @@ def check_markers(nb: NotebookNode, key: str | None) -> list[dict]:
 
 
 class StartGrading(NbGraderPreprocessor):
-    """Before Execute: a fresh key for this notebook, handed to its kernel through the environment."""
+    """Before Execute: a fresh key for this notebook, in ``resources`` only. ``SandboxedExecute`` puts it in the
+    environment of this notebook's kernel alone (never the grader's own), and ``cnncourse.grading`` removes it
+    there at import, before any cell."""
 
     def preprocess(self, nb, resources):
-        key = secrets.token_hex(16)
-        os.environ[GRADING_KEY_ENV] = key  # the kernel inherits it; cnncourse.grading removes it there
-        resources.setdefault("cnncourse", {})["key"] = key
+        resources.setdefault("cnncourse", {})["key"] = secrets.token_hex(16)
         return nb, resources
 
 
@@ -75,7 +65,6 @@ class VerifyPassMarkers(NbGraderPreprocessor):
     """After Execute: a test cell without its keyed pass marker scores 0, and the notebook is flagged."""
 
     def preprocess(self, nb, resources):
-        os.environ.pop(GRADING_KEY_ENV, None)
         state = resources.setdefault("cnncourse", {})
         state["flags"] = check_markers(nb, state.get("key"))
         for finding in state["flags"]:
@@ -118,25 +107,25 @@ class FeedbackScoresOnly(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         self.hidden = set()
         for cell in nb.cells:
-            for block in re.findall(r"BEGIN HIDDEN TESTS(.*?)END HIDDEN TESTS", cell.source, re.S):
+            for block in cells.hidden_blocks(cell.source):
                 self.hidden |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 8}
         return super().preprocess(nb, resources)
 
     def scrub(self, text: str) -> str:
         lines = text.splitlines(keepends=True)
-        kept = [line if "HIDDEN TESTS" not in line and not any(h in line for h in self.hidden)
+        kept = [line if cells.HIDDEN not in line and not any(h in line for h in self.hidden)
                 else "[a line of a hidden test, removed]\n" for line in lines]
         return "".join(kept)
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
             return cell, resources
-        if is_test_cell(cell):
+        if cells.is_test(cell):
             cell.outputs = [o for o in cell.get("outputs", []) if o.output_type == "error"]
         for output in cell.get("outputs", []):
             if output.output_type == "error":
                 output.evalue = self.scrub(str(output.evalue))[:1000]
-                output.traceback = [f"{output.ename}: {output.evalue}"] if is_test_cell(cell) else \
+                output.traceback = [f"{output.ename}: {output.evalue}"] if cells.is_test(cell) else \
                     [self.scrub(line) for line in output.traceback]
             elif output.output_type == "stream":
                 output.text = self.scrub(output.text)

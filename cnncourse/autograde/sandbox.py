@@ -78,6 +78,7 @@ class Sandbox(Configurable):
     env_allow = List(Unicode(), [
         "CNNCOURSE_QUICK", "CNNCOURSE_GRADING_KEY", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MPLBACKEND",
         "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "LANG", "LC_ALL", "TZ",
+        "LD_LIBRARY_PATH",  # the hub's copied Python finds its own libpython through it (cnncourse.hub.userenv)
     ], help="Environment variables passed to the kernel (all others are cleared).").tag(config=True)
 
     def check(self) -> None:
@@ -118,12 +119,13 @@ class Sandbox(Configurable):
             data.setdefault("CNNCOURSE_DATA_PATH", []).append(own)
         mounts += [p for p in [*self.read_only, *(p for ps in data.values() for p in ps)] if os.path.exists(p)]
         _refuse_hidden_inside(env, mounts)
-        for path in dict.fromkeys(str(p) for p in mounts):
-            cmd += _parents(path) + ["--ro-bind", path, path]
+        # The private areas first: a read-only folder under /tmp (the hub's copied Python) is bound over them.
         cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
                 "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-                *_parents("/home/student"), "--perms", "1777", "--size", size, "--tmpfs", "/home/student",
-                *_parents(_SOURCE_DIR), "--ro-bind", cwd, _SOURCE_DIR, *_parents(run_dir), "--bind", run_dir, run_dir]
+                *_parents("/home/student"), "--perms", "1777", "--size", size, "--tmpfs", "/home/student"]
+        for path in dict.fromkeys(str(p) for p in mounts):
+            cmd += _parents(path) + ["--ro-bind", path, path]
+        cmd += [*_parents(_SOURCE_DIR), "--ro-bind", cwd, _SOURCE_DIR, *_parents(run_dir), "--bind", run_dir, run_dir]
         if hidden:
             cmd += [*_parents(_HIDDEN_DIR), "--ro-bind", hidden, _HIDDEN_DIR]
         cmd += ["--clearenv", "--unsetenv", "JPY_PARENT_PID"]
@@ -187,13 +189,16 @@ def _package_dir() -> Path:
 
 
 def _python_paths() -> list[Path]:
-    """What the kernel's Python needs: its base install, the venv, the course package (the checkout's other
-    folders, e.g. ``solutions/``, are not mounted)."""
+    """What the kernel's Python needs: its base install, the venv, every other package folder on ``sys.path``
+    (the hub's users run a copy of the base Python whose ``.pth`` adds the venv's), the course package (the
+    checkout's other folders, e.g. ``solutions/``, are not mounted)."""
     paths = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), _package_dir()]
     real = Path(sys.executable).resolve()
-    if not any(real.is_relative_to(p) for p in paths):
-        paths.append(real.parent)
-    return list(dict.fromkeys(paths))
+    paths.append(real.parent)
+    paths += [Path(p).resolve() for p in sys.path if Path(p).name in ("site-packages", "dist-packages")
+              and Path(p).is_dir()]
+    inside = [p for p in dict.fromkeys(paths) if not any(p != q and p.is_relative_to(q) for q in paths)]
+    return inside
 
 
 def _readable_by_others(path: Path) -> bool:

@@ -45,11 +45,6 @@ def make_course(course_root: Path, grader: str, source: Path = PROJECT) -> None:
     course_root.mkdir(parents=True, exist_ok=True)
     if not (course_root / "nbgrader_config.py").exists():
         shutil.copy2(source / "nbgrader_config.py", course_root / "nbgrader_config.py")
-        # The grader account is not root, and the sandbox's unprivileged path (bwrap in a user namespace) does not
-        # yet grade on the hub (issue 17/20): until it does, the hub's course says plainly that it grades unsandboxed.
-        with open(course_root / "nbgrader_config.py", "a") as config:
-            config.write('\n# The hub grades as its grader account, without the bubblewrap sandbox (hub/README.md).\n'
-                         'c.Sandbox.mode = "none"\n')
     if not (course_root / "solutions").exists():
         shutil.copytree(source / "solutions", course_root / "solutions",
                         ignore=shutil.ignore_patterns("*.pt", ".ipynb_checkpoints", "__pycache__"))
