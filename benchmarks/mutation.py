@@ -41,9 +41,10 @@ def report(assignment) -> dict:
     rows = []
     start = time.perf_counter()
     os.environ.update(assignment.env())  # what grading needs (A4: the hidden patients)
-    with tempfile.TemporaryDirectory() as folder:
-        cwd = assignment.graded_source(Path(folder)).parent  # beside the files grading reads (A4: model.pt)
-        for name, mutant in assignment.mutants.items():
+    for name, mutant in assignment.mutants.items():
+        with tempfile.TemporaryDirectory() as folder:
+            # beside the files grading reads (A4: model.pt, the mutant's own where it has one)
+            cwd = assignment.graded_source(Path(folder), mutant).parent
             full = grade_in_process(source, mutant.replacements, cwd=cwd, scorer=assignment.scorer())
             visible = grade_in_process(student_view, mutant.replacements, cwd=cwd)
             rows.append({"mutant": name, "mistake": mutant.what, "score": full.score, "max_score": full.max_score,

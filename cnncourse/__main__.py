@@ -7,8 +7,11 @@ Commands:
     train malaria     train the reference model (CellNet) on the training patients, validate on the
                       validation patients, write a self-describing checkpoint (``--out model.pt``).
     evaluate malaria  judge a checkpoint on every image of a labelled folder or zip (accuracy, ROC AUC,
-                      sensitivity, specificity, worst patients; ``--json``), or write predictions for a
-                      folder of unlabelled PNGs.
+                      sensitivity, specificity, worst patients, patient-level bootstrap 95 % intervals;
+                      ``--json``), or write predictions for a folder of unlabelled PNGs.
+    cv malaria        patient-grouped k-fold cross-validation of the reference recipe over all patients of
+                      the source (``--folds 5``): each fold's accuracy, AUC and CPU time, and the mean and
+                      spread (``--out cv.json``).
 
 Each command is a sub-parser with a ``run(args)`` function. Bad input (a missing or corrupt source, a file
 that is not a checkpoint) ends with a one-paragraph ``error: ...`` on stderr and exit status 2, never a
@@ -92,30 +95,28 @@ def _expected_seconds(model, train, val, settings: dict) -> float:
     return settings["epochs"] * per_step * (train_steps + val_steps / 3)  # a forward pass is ~1/3 of a step
 
 
-def _train_malaria(args: argparse.Namespace) -> int:
+def _device(args: argparse.Namespace):
     import torch
-    from sklearn.metrics import roc_auc_score
 
-    import cnncourse
-    from cnncourse.checkpoint import save_checkpoint
-    from cnncourse.data.malaria import load_tensors
-    from cnncourse.models.cellnet import TRAIN_SETTINGS, cellnet
     from cnncourse.runtime import default_device
-    from cnncourse.train.tensors import channel_stats, fit_tensors, predict_tensors
 
-    if args.threads:
+    if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device} was asked for, but no CUDA GPU is available; use --device cpu.")
-    source = "synthetic" if args.synthetic else args.source
-    progress = not args.quiet
-    train = load_tensors("train", size=args.size, device=device, source=source, seed=args.split_seed,
-                         progress=progress)  # fmt: skip
-    val = load_tensors("val", size=args.size, device=device, source=source, seed=args.split_seed, progress=progress)
-    _say(f"train: {len(train.labels):,} cells of {len(set(train.patient_ids))} patients; "
-         f"val: {len(val.labels):,} cells of {len(set(val.patient_ids))} patients", quiet=args.quiet)  # fmt: skip
-    mean, std = channel_stats(train.images)
+    return device
+
+
+def _reference_model(args: argparse.Namespace, train_images):
+    """The reference CellNet (seeded), its keyword arguments, and ``fit_tensors`` settings from ``args``
+    (normalising with the training images' statistics, which the checkpoint records)."""
+    import torch
+
+    from cnncourse.models.cellnet import TRAIN_SETTINGS, cellnet
+    from cnncourse.train.tensors import channel_stats
+
+    mean, std = channel_stats(train_images)
     kwargs = {"widths": tuple(TRAIN_SETTINGS["widths"]), "dropout": TRAIN_SETTINGS["dropout"]}
     torch.manual_seed(args.seed)
     model = cellnet(**kwargs)
@@ -130,6 +131,28 @@ def _train_malaria(args: argparse.Namespace) -> int:
         "compile": args.compile,
         "seed": args.seed,
     }
+    return model, kwargs, settings
+
+
+def _train_malaria(args: argparse.Namespace) -> int:
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    import cnncourse
+    from cnncourse.checkpoint import save_checkpoint
+    from cnncourse.data.malaria import load_tensors
+    from cnncourse.train.tensors import fit_tensors, predict_tensors
+
+    device = _device(args)
+    source = "synthetic" if args.synthetic else args.source
+    progress = not args.quiet
+    train = load_tensors("train", size=args.size, device=device, source=source, seed=args.split_seed,
+                         progress=progress)  # fmt: skip
+    val = load_tensors("val", size=args.size, device=device, source=source, seed=args.split_seed, progress=progress)
+    _say(f"train: {len(train.labels):,} cells of {len(set(train.patient_ids))} patients; "
+         f"val: {len(val.labels):,} cells of {len(set(val.patient_ids))} patients", quiet=args.quiet)  # fmt: skip
+    model, kwargs, settings = _reference_model(args, train.images)
+    mean, std = settings["mean"], settings["std"]
     n_threads = torch.get_num_threads()
     threads = f", {n_threads} thread{'s' * (n_threads > 1)}" if device.type == "cpu" else ""
     expected = _expected_seconds(model, (train.images, train.labels), (val.images, val.labels), settings)
@@ -140,7 +163,7 @@ def _train_malaria(args: argparse.Namespace) -> int:
     history = fit_tensors(model, (train.images, train.labels), (val.images, val.labels), progress=progress,
                           **settings)  # fmt: skip
     seconds = time.perf_counter() - start
-    probs = predict_tensors(model, val.images, mean, std).softmax(1)[:, 1].cpu()
+    probs = predict_tensors(model, val.images, mean=mean, std=std).softmax(1)[:, 1].cpu()
     labels = val.labels.cpu()
     accuracy = float(((probs >= 0.5).long() == labels).float().mean())
     auc = float(roc_auc_score(labels.numpy(), probs.numpy())) if len(set(labels.tolist())) == 2 else None
@@ -176,11 +199,94 @@ def _train_source(source: str | None) -> str:
         return "synthetic"
 
 
+def _cv_malaria(args: argparse.Namespace) -> int:
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    import cnncourse
+    from cnncourse.data.malaria import load_tensors, patient_folds
+    from cnncourse.evaluation import patient_bootstrap
+    from cnncourse.train.tensors import fit_tensors, predict_tensors
+
+    device = _device(args)
+    source = "synthetic" if args.synthetic else args.source
+    progress = not args.quiet
+    cells = load_tensors("all", size=args.size, device=device, source=source, progress=progress)
+    labels = cells.labels.cpu()
+    infected: dict[str, bool] = {}
+    for y, p in zip(labels.tolist(), cells.patient_ids, strict=True):
+        infected[p] = infected.get(p, False) or bool(y)
+    folds = patient_folds(infected, args.folds, seed=args.split_seed)
+    owner = {p: k for k, fold in enumerate(folds) for p in fold}
+    fold_of = torch.tensor([owner[p] for p in cells.patient_ids])
+    _say(f"{args.folds}-fold patient-grouped CV over {len(infected)} patients ({len(labels):,} cells) of "
+         f"{_train_source(source)}, {args.epochs} epochs at {args.size} px on {device}", quiet=args.quiet)  # fmt: skip
+    rows = []
+    for k, fold in enumerate(folds):
+        test = (fold_of == k).nonzero().flatten()
+        train = (fold_of != k).nonzero().flatten()
+        x, y = cells.images[train.to(device)], cells.labels[train.to(device)]
+        model, _, settings = _reference_model(args, x)
+        cpu, wall = time.process_time(), time.perf_counter()
+        fit_tensors(model, (x, y), None, progress=progress, **settings)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        probs = predict_tensors(model, cells.images[test.to(device)], mean=settings["mean"], std=settings["std"])
+        probs = probs.softmax(1)[:, 1].cpu()
+        yk = labels[test]
+        patients = [cells.patient_ids[i] for i in test.tolist()]
+        accuracy = float(((probs >= 0.5).long() == yk).float().mean())
+        auc = float(roc_auc_score(yk.numpy(), probs.numpy())) if 0 < int(yk.sum()) < len(yk) else None
+        ci = patient_bootstrap(yk, probs, patients, n_boot=args.bootstrap, seed=args.seed)
+        rows.append({"fold": k, "patients": len(fold), "cells": len(test), "train_cells": len(train),
+                     "accuracy": accuracy, "auc": auc,
+                     "accuracy_ci": [ci["accuracy"].low, ci["accuracy"].high],
+                     "auc_ci": [ci["auc"].low, ci["auc"].high],
+                     "cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "test_patients": fold})  # fmt: skip
+        auc_text = "n/a" if auc is None else f"{auc:.4f}"
+        _say(f"fold {k + 1}/{args.folds}: {len(fold)} patients, {len(test):,} cells: accuracy {accuracy:.4f}, "
+             f"AUC {auc_text} ({cpu:.0f} s CPU, {wall:.0f} s wall)", quiet=args.quiet)  # fmt: skip
+    summary = {name: _spread([r[name] for r in rows if r[name] is not None]) for name in ("accuracy", "auc")}
+    result = {
+        "folds": args.folds,
+        "patients": len(infected),
+        "cells": len(labels),
+        "source": _train_source(source),
+        "split_seed": args.split_seed,
+        "seed": args.seed,
+        "size": args.size,
+        "settings": {k: v for k, v in settings.items() if k not in ("mean", "std")},
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cnncourse": cnncourse.__version__,
+        "torch": str(torch.__version__),
+        "cpu_s": round(sum(r["cpu_s"] for r in rows), 1),
+        **summary,
+        "per_fold": rows,
+    }
+    for name, stats in summary.items():
+        if stats["mean"] is not None:
+            _say(f"{name}: mean {stats['mean']:.4f} +- {stats['std']:.4f} (sd over folds), lowest fold "
+                 f"{stats['min']:.4f}", quiet=args.quiet)  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        _say(f"wrote {args.out}", quiet=args.quiet)
+    return 0
+
+
+def _spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation, min and max of per-fold values (None when there are none)."""
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": var**0.5, "min": min(values), "max": max(values)}
+
+
 def _evaluate_malaria(args: argparse.Namespace) -> int:
     import torch
 
     from cnncourse.checkpoint import load_checkpoint
-    from cnncourse.evaluation import binary_report, read_image_set
+    from cnncourse.evaluation import binary_report, patient_bootstrap, read_image_set
     from cnncourse.runtime import default_device
     from cnncourse.train.tensors import predict_tensors
 
@@ -202,7 +308,7 @@ def _evaluate_malaria(args: argparse.Namespace) -> int:
     skipped = f"; skipped {len(data.skipped)} unreadable: {', '.join(data.skipped[:3])}" if data.skipped else ""
     kind = "labelled" if data.labels is not None else "unlabelled"
     say(f"source: {data.source} ({len(data.files):,} {kind} images, {len(set(data.patients))} patients{skipped})")
-    logits = predict_tensors(ckpt.model, data.images.to(device), pre.mean, pre.std, batch_size=args.batch_size,
+    logits = predict_tensors(ckpt.model, data.images.to(device), mean=pre.mean, std=pre.std, batch_size=args.batch_size,
                              tta=args.tta)  # fmt: skip
     probs = logits.softmax(1)[:, 1].cpu()
 
@@ -221,6 +327,13 @@ def _evaluate_malaria(args: argparse.Namespace) -> int:
     else:
         report = binary_report(data.labels, probs, data.patients, threshold=args.threshold)
         result = {**report.to_dict(worst=args.worst), "skipped": len(data.skipped), "tta": args.tta}
+        if args.bootstrap:
+            ci = patient_bootstrap(data.labels, probs, data.patients, threshold=args.threshold, n_boot=args.bootstrap,
+                                   seed=args.seed)  # fmt: skip
+            result["bootstrap"] = {"n_boot": args.bootstrap, "level": 0.95, "seed": args.seed,
+                                   "n_patients": report.n_patients, "resampled": "patients"}  # fmt: skip
+            result["accuracy_ci"] = [ci["accuracy"].low, ci["accuracy"].high]
+            result["auc_ci"] = [ci["auc"].low, ci["auc"].high]
 
         def fmt(v: float | None) -> str:
             return "n/a (one class only)" if v is None else f"{v:.4f}"
@@ -228,6 +341,9 @@ def _evaluate_malaria(args: argparse.Namespace) -> int:
         say(f"accuracy {report.accuracy:.4f}  AUC {fmt(report.auc)}  sensitivity {fmt(report.sensitivity)}  "
             f"specificity {fmt(report.specificity)}  (threshold {report.threshold})")  # fmt: skip
         (tn, fp), (fn, tp) = report.confusion
+        if args.bootstrap:
+            say(f"95% interval over patients (bootstrap, {args.bootstrap} resamples of {report.n_patients} patients): "
+                f"accuracy {ci['accuracy'].text().split(' (')[0]}, AUC {ci['auc'].text().split(' (')[0]}")
         say(f"confusion: {tn:,} true / {fp:,} false {ckpt.classes[1]}; {tp:,} true / {fn:,} missed {ckpt.classes[1]}")
         worst = [row for row in report.patients[: args.worst] if row.errors]
         if worst:
@@ -314,10 +430,37 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations of each image (8x time)")
     e.add_argument("--worst", type=int, default=5, help="how many worst patients to list (default 5)")
     e.add_argument("--batch-size", type=_positive, default=512, help="images per forward pass (default 512)")
+    e.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="patient-level bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     e.add_argument("--on-error", **on_error)
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(run=_evaluate_malaria)
+
+    cv = commands.add_parser("cv", help="patient-grouped k-fold cross-validation of the reference recipe")
+    csets = cv.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    c = csets.add_parser("malaria", help="CellNet, k folds of whole patients over every patient of the source",
+                         description="Deal every patient of the source into k folds (stratified by whether the "
+                         "patient has parasitized cells); for each fold train the reference CellNet on the other "
+                         "folds' patients with the train command's settings and judge it on the fold's. Reports "
+                         "each fold's accuracy, AUC (with patient-level bootstrap intervals) and CPU time, and "
+                         "the mean and spread over folds.")  # fmt: skip
+    c.add_argument("--folds", type=_positive, default=5, help="number of patient folds (default 5)")
+    c.add_argument("--out", metavar="JSON", help="write the per-fold results and the summary here")
+    c.add_argument("--epochs", type=_positive, default=s["epochs"], help=f"default {s['epochs']}")
+    c.add_argument("--size", type=_size, default=s["size"], help=f"image side in px (default {s['size']})")
+    c.add_argument("--batch-size", type=_positive, default=s["batch_size"], help=f"default {s['batch_size']}")
+    c.add_argument("--lr", type=float, default=s["lr"], help=f"peak learning rate (default {s['lr']})")
+    c.add_argument("--source", metavar="PATH", help="a cell_images*.zip or cell_images/ folder (default: found)")
+    c.add_argument("--synthetic", action="store_true", help="use the synthetic stand-in cells")
+    c.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation, bootstrap")
+    c.add_argument("--split-seed", type=int, default=0, help="seed of the assignment of patients to folds")
+    c.add_argument("--bootstrap", type=_positive, default=1000, metavar="N", help="resamples per fold (default 1000)")
+    c.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    c.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice)")
+    c.add_argument("--quiet", action="store_true", help="no progress output")
+    c.set_defaults(run=_cv_malaria, compile=False)
     return parser
 
 

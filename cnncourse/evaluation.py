@@ -6,6 +6,9 @@ read (letterboxed to ``size``): labelled when the PNGs sit in class folders (``P
 does not follow the patient pattern (``<patient>_IMG_...``) belongs to the patient ``"unknown"``.
 ``binary_report(labels, probs, patients)`` gives accuracy, ROC AUC, sensitivity, specificity and the
 patients with the most errors; metrics that a one-class set cannot define are ``None``.
+``patient_bootstrap(labels, probs, patients)`` says how sure those numbers are: a 95 % interval for accuracy
+and AUC from resampling whole patients (cells of one patient share stain, microscope and parasite stage, so
+the patients, not the cells, are the independent draws).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from cnncourse.data.archive import ClassArchive, DataError
 from cnncourse.data.images import decode_many
 from cnncourse.data.malaria import CLASSES, patient_id
 
-__all__ = ["UNKNOWN_PATIENT", "ImageSet", "PatientRow", "Report", "patient_or_unknown", "read_image_set",
-           "binary_report"]  # fmt: skip
+__all__ = ["UNKNOWN_PATIENT", "ImageSet", "PatientRow", "Report", "Interval", "patient_or_unknown",
+           "read_image_set", "binary_report", "patient_bootstrap"]  # fmt: skip
 
 UNKNOWN_PATIENT = "unknown"
 
@@ -181,3 +184,78 @@ def binary_report(
         confusion=[[tn, fp], [fn, tp]],
         patients=ranked,
     )
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap percentile interval: ``low``, ``high`` at ``level``, from ``n_boot`` resamples of
+    ``n_patients`` patients (``n_valid`` of them defined the metric: an AUC needs both classes)."""
+
+    low: float | None
+    high: float | None
+    level: float
+    n_patients: int
+    n_boot: int
+    n_valid: int
+
+    def text(self) -> str:
+        if self.low is None:
+            return "n/a"
+        return f"[{self.low:.4f}, {self.high:.4f}] ({self.level:.0%}, {self.n_patients} patients)"
+
+
+def patient_bootstrap(
+    labels: torch.Tensor | Sequence[int],
+    probs: torch.Tensor | Sequence[float],
+    patients: Sequence[str],
+    *,
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Patient-level bootstrap intervals ``{"accuracy": ..., "auc": ...}`` of per-image metrics.
+
+    Each resample draws as many patients as there are, with replacement, and pools all cells of the drawn
+    patients (a patient drawn twice counts twice); the interval is the ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` percentiles over the resamples. Resamples with one class only do not count for the AUC.
+    Seeded: the same inputs and ``seed`` give the same interval.
+
+    Args:
+        labels: 0/1 ``(N,)``. probs: probability of class 1 ``(N,)``. patients: the patient of each image.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = torch.as_tensor(labels).long().cpu()
+    p = torch.as_tensor(probs).double().cpu()
+    if y.dim() != 1 or p.shape != y.shape or len(patients) != len(y) or len(y) == 0:
+        raise ValueError(f"labels, probs and patients need one entry per image (and at least one), got "
+                         f"{tuple(y.shape)}, {tuple(p.shape)} and {len(patients)}.")  # fmt: skip
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level!r}.")
+    names = sorted(set(patients))
+    index = {name: k for k, name in enumerate(names)}
+    owner = torch.tensor([index[name] for name in patients])
+    members = [(owner == k).nonzero().flatten() for k in range(len(names))]
+    correct = ((p >= threshold).long() == y).double()
+    generator = torch.Generator().manual_seed(seed)
+    accs, aucs = [], []
+    for _ in range(n_boot):
+        drawn = torch.randint(len(names), (len(names),), generator=generator)
+        idx = torch.cat([members[k] for k in drawn.tolist()])
+        accs.append(float(correct[idx].mean()))
+        yb = y[idx]
+        if 0 < int(yb.sum()) < len(yb):
+            aucs.append(float(roc_auc_score(yb.numpy(), p[idx].numpy())))
+    return {"accuracy": _percentiles(accs, level, len(names), n_boot),
+            "auc": _percentiles(aucs, level, len(names), n_boot)}
+
+
+def _percentiles(values: list[float], level: float, n_patients: int, n_boot: int) -> Interval:
+    if not values:
+        return Interval(None, None, level, n_patients, n_boot, 0)
+    t = torch.tensor(values, dtype=torch.float64)
+    low, high = torch.quantile(t, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return Interval(low, high, level, n_patients, n_boot, len(values))

@@ -7,6 +7,10 @@ logits ``(N, 2)``; it normalises inside, with its statistics as buffers) and sav
 ``cnncourse.shapes.layer_table``. Test cells receive this module as the toolkit entry ``malaria``
 (``cnncourse/grading/toolkit.py``): only A4's kernels import it.
 
+:func:`predict_probs` is the grading path: uint8 images in, given to the model as float images in [0, 1],
+probabilities out; class 1 (Parasitized) from probability 0.5 (:data:`THRESHOLD`). :func:`validation_cells` and
+:func:`accuracy` let a visible test push labelled validation cells through that path before submission.
+
 The hidden patients (``$CNNCOURSE_GRADING_DATA``, a folder or zip the students never see, read by
 ``cnncourse.evaluation``) are read by the grader only: :class:`HiddenPatients` hands the kernel their images
 without labels, in a fresh random order; the hidden test cells call :func:`submit_predictions`, and the grader
@@ -29,16 +33,18 @@ from torch import nn
 from cnncourse import shapes
 from cnncourse.autograde import cells, hidden
 from cnncourse.data.malaria import load_tensors
+from cnncourse.data.synthetic import CellTensors
 from cnncourse.evaluation import ImageSet, Report, binary_report, read_image_set
 from cnncourse.runtime import is_quick
-from cnncourse.train.tensors import channel_stats, predict_tensors
+from cnncourse.train.tensors import channel_stats, normalize, predict_tensors
 
 if TYPE_CHECKING:  # the grader's side only: an A4 kernel never imports nbformat
     from nbformat import NotebookNode
 
-__all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "CHECKS", "RESULT_CELL",
-           "HiddenPatients", "load_submission", "model_cost", "training_stats", "grading_set", "grading_report",
-           "result_line", "submit_predictions"]  # fmt: skip
+__all__ = ["GRADING_ENV", "SIZE", "MAX_PARAMS", "MAX_MACS", "TIERS", "MIN_AUC", "THRESHOLD", "CHECKS", "RESULT_CELL",
+           "HiddenPatients", "load_submission", "model_cost", "training_stats", "validation_cells", "predict_probs",
+           "accuracy", "agreement_tolerance", "grading_set", "grading_report", "result_line",
+           "submit_predictions"]  # fmt: skip
 
 GRADING_ENV = "CNNCOURSE_GRADING_DATA"
 SIZE = 64  # side of the images the model is given
@@ -46,6 +52,8 @@ MAX_PARAMS = 400_000  # the design budget: parameters ...
 MAX_MACS = 80_000_000  # ... and multiply-accumulates per 64 x 64 image
 TIERS = (0.90, 0.93, 0.95, 0.97)  # accuracy tiers on the grading patients
 MIN_AUC = 0.99
+THRESHOLD = 0.5  # a cell counts as Parasitized when the model's probability of class 1 is >= this
+VALIDATION_SAMPLE = 512  # validation cells the visible grading-path test pushes through the model
 # The hidden test cells and what each needs on the hidden patients: (metric of the Report, lowest passing value).
 CHECKS = {f"test_accuracy_{round(t * 100)}": ("accuracy", t) for t in TIERS} | {"test_auc": ("auc", MIN_AUC)}
 RESULT_CELL = "test_accuracy_90"  # the cell whose predictions the leaderboard ranks
@@ -96,6 +104,51 @@ def training_stats(size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
 
 
+def validation_cells(n: int = VALIDATION_SAMPLE, size: int = SIZE) -> CellTensors:
+    """``n`` cells of the validation patients (a fixed random sample; all of them when fewer), loaded here as the
+    notebook loads them (the synthetic cells in quick mode): uint8 images ``(n, 3, size, size)``, labels, patients."""
+    data = load_tensors("val", size=size, source="synthetic" if is_quick() else None, progress=False)
+    if len(data.labels) > n:
+        keep = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        data = CellTensors(data.images[keep], data.labels[keep], [data.patient_ids[i] for i in keep.tolist()])
+    return data
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The grading path: probabilities of Parasitized ``(N,)`` of uint8 ``images: (N, 3, S, S)``, given to the
+    model as float images in [0, 1] (no other normalisation; float32, eval mode, on the CPU)."""
+    logits = predict_tensors(model, images.cpu(), amp=False, channels_last=False)
+    if logits.shape != (len(images), 2):
+        raise AssertionError(f"the model gave logits of shape {tuple(logits.shape)} for {len(images)} "
+                             "images; expected (N, 2).")
+    probs = logits.softmax(1)[:, 1]
+    if not bool(torch.isfinite(probs).all()):
+        raise AssertionError("the model gave non-finite outputs on the grading images.")
+    return probs
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, labelled: CellTensors, mean: torch.Tensor | None = None,
+             std: torch.Tensor | None = None) -> float:
+    """Accuracy of ``model`` on ``labelled`` cells (class 1 when p >= 0.5) along the grading path; with ``mean``
+    and ``std`` ((3,), [0, 1] units) the images are normalised with them *before* the model instead (the path of a
+    model trained on normalised images: the double-normalisation probe)."""
+    if mean is None:
+        probs = predict_probs(model, labelled.images)
+    else:
+        x = normalize(labelled.images.cpu(), mean.float(), std.float())
+        probs = torch.cat([model.eval()(chunk).float().softmax(1)[:, 1] for chunk in x.split(256)])
+    return float(((probs >= THRESHOLD).long() == labelled.labels.cpu()).float().mean())
+
+
+def agreement_tolerance(accuracy: float, n: int) -> float:
+    """How far the accuracy on ``n`` sampled cells may honestly lie from an accuracy measured on all of them:
+    3 binomial standard errors plus 0.05 (a validation set of other cells, bf16 in training)."""
+    p = min(max(accuracy, 0.0), 1.0)
+    return 0.05 + 3 * (p * (1 - p) / max(n, 1)) ** 0.5
+
+
 @functools.lru_cache(maxsize=2)
 def _read(source: str, size: int) -> ImageSet:
     return read_image_set(source, size, progress=False)
@@ -117,14 +170,7 @@ def grading_set(size: int = SIZE) -> ImageSet:
 def grading_report(model: nn.Module, size: int = SIZE) -> Report:
     """Accuracy, AUC, ... of ``model`` on the grading set: class 1 (Parasitized) when its probability >= 0.5."""
     data = grading_set(size)
-    logits = predict_tensors(model, data.images, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), amp=False, channels_last=False)
-    if logits.shape != (len(data.images), 2):
-        raise AssertionError(f"the model gave logits of shape {tuple(logits.shape)} for {len(data.images)} "
-                             "images; expected (N, 2).")
-    probs = logits.softmax(1)[:, 1]
-    if not bool(torch.isfinite(probs).all()):
-        raise AssertionError("the model gave non-finite outputs on the grading images.")
-    return binary_report(data.labels, probs, data.patients)
+    return binary_report(data.labels, predict_probs(model, data.images), data.patients, threshold=THRESHOLD)
 
 
 def result_line(report: Report, params: int, macs: int) -> str:
@@ -152,11 +198,7 @@ def submit_predictions(model: nn.Module, size: int = SIZE) -> None:
         print(result_line(grading_report(model, size), *model_cost(model, size)))
         return
     images = torch.from_numpy(np.load(folder / IMAGES, allow_pickle=False))
-    logits = predict_tensors(model, images, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), amp=False, channels_last=False)
-    if logits.shape != (len(images), 2):
-        raise AssertionError(f"the model gave logits of shape {tuple(logits.shape)} for {len(images)} images; "
-                             "expected (N, 2).")
-    probs = logits.double().softmax(1)[:, 1].clamp(0.0, 1.0)
+    probs = predict_probs(model, images).double().clamp(0.0, 1.0)
     params, macs = model_cost(model, size)
     hidden.emit({"probabilities": probs.tolist(), "params": int(params), "macs": int(macs)})
 
@@ -188,7 +230,7 @@ class HiddenPatients:
                 continue
             restored = np.empty(len(order))
             restored[order] = probs
-            report = binary_report(data.labels, torch.from_numpy(restored), data.patients)
+            report = binary_report(data.labels, torch.from_numpy(restored), data.patients, threshold=THRESHOLD)
             metric, bar = CHECKS[grade_id]
             value = getattr(report, metric)
             if value is None or value < bar:

@@ -5,7 +5,8 @@ A4 is graded from the submitted ``model.pt`` on the hidden patients named by ``C
 the hidden patients are synthetic cells (seed 777, written once per process as PNGs in class folders), and the
 reference ``model.pt`` honestly classifies them: the solution's own ``build_model()`` architecture with weights
 set by hand to a fitted colour feature (max over pixels of R - 1.5 G: the synthetic parasites' chromatin), its
-threshold chosen on other synthetic cells (:func:`detector`).
+threshold chosen on other synthetic cells (:func:`detector`). The same construction behind two normalisations
+gives the model.pt of a student who normalised twice (:func:`double_normalised_files`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from torch import nn
 from cnncourse.data.synthetic import save_pngs, synthetic_cells
 from tests.grading_support import Assignment, Mutant, Submission, cell, edited
 
-MODEL_CELLS = {"test_model_output", "test_accuracy_90", "test_accuracy_93", "test_accuracy_95", "test_accuracy_97",
+MODEL_CELLS = {"test_model_output", "test_grading_path", "test_accuracy_90", "test_accuracy_93", "test_accuracy_95", "test_accuracy_97",
                "test_auc"}
-HIDDEN = MODEL_CELLS - {"test_model_output"}
+HIDDEN = MODEL_CELLS - {"test_model_output", "test_grading_path"}
 
 _SOLUTION_NET = "return nn.Sequential(Normalize(MEAN, STD), cellnet(widths=(16, 32, 64, 128), dropout=0.2))"
 _SWAP = """class Swap(nn.Module):
@@ -50,12 +51,16 @@ MUTANTS: dict[str, Mutant] = {
     "classes_swapped": Mutant("logit 0 is Parasitized (the classes' order swapped)", [("build_model", _SOLUTION_NET, _SWAP)]),
     "normalises_pixel_values": Mutant("the model multiplies its [0, 1] input by 255 before normalising", [
         ("build_model", "return (x - self.mean) / self.std", "return (x * 255 - self.mean) / self.std")]),
+    "normalises_twice": Mutant("build_model() normalises and fit_tensors normalised too: model.pt was trained on "
+                               "images normalised twice, and grading gives it images in [0, 1]", [
+        ("train", "augment=AUGMENT,", "augment=AUGMENT, mean=MEAN, std=STD,")],
+        files=lambda a4: double_normalised_files(a4)),
 }
 
 
-def build_solution_model(a4: Assignment) -> nn.Module:
-    """The solution's build_model() with MEAN = 0, STD = 1 (inputs stay in [0, 1])."""
-    namespace = {"MEAN": (0.0, 0.0, 0.0), "STD": (1.0, 1.0, 1.0)}
+def build_solution_model(a4: Assignment, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) -> nn.Module:
+    """The solution's build_model() with MEAN = ``mean``, STD = ``std`` (default 0 and 1: inputs stay in [0, 1])."""
+    namespace = {"MEAN": tuple(mean), "STD": tuple(std)}
     exec(cell(a4.source_nb(), "build_model").source, namespace)
     return namespace["build_model"]()
 
@@ -65,23 +70,32 @@ def feature(images: torch.Tensor) -> torch.Tensor:
     return (x[:, 0] - 1.5 * x[:, 1]).amax((1, 2))
 
 
-def detector(a4: Assignment) -> nn.Module:
-    """The solution architecture carrying channel 0 = relu(R - 1.5 G - t) through every stage; logit 1 = its max."""
+def detector(a4: Assignment, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), twice: bool = False) -> nn.Module:
+    """The solution architecture carrying channel 0 = relu(R - 1.5 G - t) through every stage; logit 1 = its max.
+
+    The model normalises with ``mean``/``std`` inside; its first convolution (centre taps only, so the zero padding
+    plays no part) undoes that, ``x = std * z + mean``, so it classifies images in [0, 1]. With ``twice`` it undoes
+    a second normalisation as well, ``x = std * (std * w + mean) + mean``: the weights a student gets who trained
+    on images normalised before the model too.
+    """
     fit = synthetic_cells(600, seed=5)
     f = feature(fit.images)
     t = max(torch.linspace(0, 1, 201).tolist(), key=lambda t: float(((f >= t).long() == fit.labels).float().mean()))
-    model = build_solution_model(a4)
+    m, s = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+    scale, shift = (s * s, s * m + m) if twice else (s, m)  # x = scale * (what the network sees) + shift
+    model = build_solution_model(a4, mean, std)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
         for k, conv in enumerate(convs):
             conv.weight.zero_()
             if k == 0:
-                conv.weight[0, 0, 1, 1], conv.weight[0, 1, 1, 1] = 1.0, -1.5
+                conv.weight[0, 0, 1, 1], conv.weight[0, 1, 1, 1] = float(scale[0]), -1.5 * float(scale[1])
             else:
                 conv.weight[0, 0, 1, 1] = 1.0
+        bias0 = -t + float(shift[0] - 1.5 * shift[1])
         for k, bn in enumerate(norms):
-            bn.weight.fill_(1), bn.bias.fill_(-t if k == 0 else 0), bn.running_mean.zero_(), bn.running_var.fill_(1)
+            bn.weight.fill_(1), bn.bias.fill_(bias0 if k == 0 else 0), bn.running_mean.zero_(), bn.running_var.fill_(1)
         head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         head.weight.zero_(), head.bias.zero_()
         head.weight[1, head.in_features // 2] = 500.0  # the global max of channel 0
@@ -126,6 +140,15 @@ def detector_state(a4: Assignment) -> dict[str, torch.Tensor]:
     if a4.id not in _STATES:
         _STATES[a4.id] = detector(a4).state_dict()
     return _STATES[a4.id]
+
+
+def double_normalised_files(a4: Assignment) -> dict[str, bytes]:
+    """model.pt of a student whose build_model() normalises with the training statistics and who also let
+    fit_tensors normalise with them: the detector behind two normalisations."""
+    from cnncourse.grading_malaria import training_stats
+
+    mean, std = (tuple(v.tolist()) for v in training_stats())
+    return {"model.pt": saved(detector(a4, mean, std, twice=True).state_dict())}
 
 
 def files(a4: Assignment) -> dict[str, bytes]:

@@ -23,10 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Mutant:
-    """A known-wrong answer: ``(answer cell grade_id, old text, new text)`` replacements in the source."""
+    """A known-wrong answer: ``(answer cell grade_id, old text, new text)`` replacements in the source, and for an
+    assignment graded from files (A4's model.pt) the files such an answer produces, replacing the reference's."""
 
     what: str
     replacements: list[tuple[str, str, str]]
+    files: Callable[[Assignment], dict[str, bytes]] | None = None
 
 
 @dataclass
@@ -89,9 +91,10 @@ class Assignment:
     def release_nb(self) -> NotebookNode:
         return nbformat.read(self.release, as_version=4)
 
-    def graded_source(self, folder: Path) -> Path:
-        """The reference notebook ready to grade: itself, or a copy in ``folder`` beside its ``files``."""
-        files = self.files(self)
+    def graded_source(self, folder: Path, mutant: Mutant | None = None) -> Path:
+        """The reference notebook ready to grade: itself, or a copy in ``folder`` beside its ``files`` (those of
+        ``mutant`` where it has its own)."""
+        files = {**self.files(self), **(mutant.files(self) if mutant and mutant.files else {})}
         if not files:
             return self.source
         for name, data in {self.source.name: self.source.read_bytes(), **files}.items():

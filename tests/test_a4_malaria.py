@@ -50,6 +50,22 @@ def test_autograde_refuses_without_grading_data(tmp_path):
     assert grading_malaria.GRADING_ENV in run.stderr and "Traceback" not in run.stderr
 
 
+def test_double_normalisation_is_visible_before_submission(monkeypatch):
+    """The visible grading-path probe separates the reference model.pt from one trained on images normalised twice:
+    the latter scores best on validation cells normalised before it (0.990 vs 0.948 on the 420 synthetic cells,
+    a difference of 0.042, twice the 0.02 the test allows; hand-set weights, no training), the reference worst
+    (0.476 vs 0.990)."""
+    monkeypatch.setenv("CNNCOURSE_QUICK", "1")
+    stats = grading_malaria.training_stats()
+    mean, std = (tuple(v.tolist()) for v in stats)
+    cells = grading_malaria.validation_cells()
+    right = a4_cases.detector(A4, mean, std)
+    twice = a4_cases.detector(A4, mean, std, twice=True)
+    assert grading_malaria.accuracy(right, cells) >= 0.97 > 0.6 >= grading_malaria.accuracy(right, cells, *stats)
+    assert grading_malaria.accuracy(twice, cells, *stats) >= 0.97
+    assert grading_malaria.accuracy(twice, cells, *stats) - grading_malaria.accuracy(twice, cells) >= 0.03
+
+
 def test_hidden_patients_are_scored_by_the_grader(tmp_path, monkeypatch):
     """The kernel gets the hidden images alone (no labels, no names), shuffled; the grader puts the predictions back
     in order and scores each hidden cell against its bar; a cell that sent nothing, or no valid probabilities,

@@ -126,7 +126,8 @@ def test_mutant_loses_points(aid, mutant, monkeypatch, tmp_path):
     """Each known-wrong answer loses points (the report with visible/hidden detail: make mutation)."""
     a = BY_ID[aid]
     grading_env(a, monkeypatch)
-    report = grade_in_process(a.graded_source(tmp_path), a.mutants[mutant].replacements, scorer=a.scorer())
+    report = grade_in_process(a.graded_source(tmp_path, a.mutants[mutant]), a.mutants[mutant].replacements,
+                              scorer=a.scorer())
     assert report.score < a.points, f"{mutant} ({a.mutants[mutant].what}) kept full marks"
 
 

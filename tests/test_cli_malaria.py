@@ -20,9 +20,9 @@ from sklearn.metrics import roc_auc_score
 
 from cnncourse.__main__ import main
 from cnncourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cnncourse.data.malaria import load_tensors, patient_split, scan
+from cnncourse.data.malaria import load_tensors, patient_folds, patient_split, scan
 from cnncourse.data.synthetic import save_pngs, synthetic_cells
-from cnncourse.evaluation import UNKNOWN_PATIENT, binary_report
+from cnncourse.evaluation import UNKNOWN_PATIENT, binary_report, patient_bootstrap
 from cnncourse.models.cellnet import cellnet
 
 KEYS = {"accuracy", "auc", "sensitivity", "specificity", "n_images", "n_patients"}
@@ -91,6 +91,9 @@ def test_round_trip_on_synthetic_cells(synthetic_model, tmp_path, capsys):
     assert result["auc"] == pytest.approx(info["val_auc"], abs=1e-6) and result["auc"] > 0.8
     (tn, fp), (fn, tp) = result["confusion"]
     assert tp + fn == int(val.labels.sum()) and result["sensitivity"] == pytest.approx(tp / (tp + fn))
+    low, high = result["accuracy_ci"]  # resampling the validation patients
+    assert low <= result["accuracy"] <= high and result["bootstrap"]["n_patients"] == result["n_patients"]
+    assert result["auc_ci"][0] <= result["auc"] <= result["auc_ci"][1]
 
 
 DEV_ZIP = next((Path(p) / "cell_images_dev.zip" for p in os.environ.get("CNNCOURSE_DATA_PATH", "").split(os.pathsep)
@@ -258,3 +261,77 @@ def test_binary_report_by_hand():
         binary_report(labels, probs[:-1], patients)
     with pytest.raises(ValueError, match="0 or 1"):
         binary_report([2] * 8, probs, patients)
+
+
+# --- patient-level uncertainty ---------------------------------------------------------------------------
+
+
+def test_bootstrap_of_identical_patients_has_zero_width():
+    """Patients that are copies of each other: every resample pools the same cells, so the interval is a point."""
+    labels, probs = [1, 0, 1, 0], [0.9, 0.2, 0.4, 0.1]  # one patient: 3 of 4 right, AUC 1
+    ci = patient_bootstrap(labels * 5, probs * 5, [p for p in "ABCDE" for _ in range(4)], n_boot=200)
+    assert (ci["accuracy"].low, ci["accuracy"].high) == (0.75, 0.75)
+    assert (ci["auc"].low, ci["auc"].high) == (1.0, 1.0) and ci["accuracy"].n_patients == 5
+
+
+def test_bootstrap_resamples_patients_not_cells():
+    """Two patients, one all right, one all wrong, 100 cells each: a resample draws 0, 1 or 2 copies of the good
+    one (accuracy 0, 1/2 or 1 with chances 1/4, 1/2, 1/4), so the 95 % interval is [0, 1]. Resampling cells would
+    give about 0.5 +- 0.07."""
+    labels = [1] * 200
+    probs = [0.9] * 100 + [0.1] * 100
+    patients = ["good"] * 100 + ["bad"] * 100
+    ci = patient_bootstrap(labels, probs, patients, n_boot=400, seed=3)
+    assert (ci["accuracy"].low, ci["accuracy"].high) == (0.0, 1.0)
+    assert ci["auc"].low is None and ci["auc"].n_valid == 0  # one class: no AUC
+    again = patient_bootstrap(labels, probs, patients, n_boot=400, seed=3)
+    assert again == ci  # seeded
+
+
+def test_bootstrap_interval_narrows_with_more_patients():
+    """The same per-patient accuracies (0.8 or 1.0), 10 vs 90 patients: the interval is about 3x narrower."""
+
+    def width(n):
+        patients = [f"P{k}" for k in range(n) for _ in range(10)]
+        labels = [1] * (10 * n)
+        probs = [0.1 if (k % 2 and i < 2) else 0.9 for k in range(n) for i in range(10)]
+        ci = patient_bootstrap(labels, probs, patients, n_boot=500)["accuracy"]
+        assert ci.low < 0.9 < ci.high
+        return ci.high - ci.low
+
+    assert 2 < width(10) / width(90) < 4.5
+    with pytest.raises(ValueError, match="one entry per image"):
+        patient_bootstrap([1, 0], [0.5], ["a", "b"])
+
+
+def test_patient_folds_are_disjoint_stratified_and_seeded():
+    patients = {f"P{k:02d}": k % 3 != 0 for k in range(23)}
+    folds = patient_folds(patients, 5, seed=1)
+    assert sorted(p for f in folds for p in f) == sorted(patients)
+    assert sorted(len(f) for f in folds) == [4, 4, 5, 5, 5]
+    infected = sorted(sum(patients[p] for p in f) for f in folds)
+    assert infected[-1] - infected[0] <= 1  # 15 infected patients: 3 per fold
+    assert patient_folds(patients, 5, seed=1) == folds != patient_folds(patients, 5, seed=2)
+    with pytest.raises(ValueError, match="k must be an int >= 2"):
+        patient_folds(patients, 1)
+
+
+def test_cv_command_on_synthetic_cells(env, tmp_path, capsys):
+    """Two folds, one epoch, 16 px: each fold judged on its own patients, JSON with folds and mean +- spread."""
+    out = tmp_path / "cv.json"
+    argv = ["cv", "malaria", "--synthetic", "--folds", "2", "--epochs", "1", "--size", "16", "--bootstrap", "50",
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    cells = load_tensors("all", source="synthetic", size=16)
+    assert result["folds"] == 2 and result["patients"] == len(set(cells.patient_ids)) == 40
+    rows = result["per_fold"]
+    assert [r["fold"] for r in rows] == [0, 1] and sum(r["cells"] for r in rows) == len(cells.labels)
+    assert not set(rows[0]["test_patients"]) & set(rows[1]["test_patients"])
+    for r in rows:
+        assert r["train_cells"] + r["cells"] == len(cells.labels) and r["cpu_s"] > 0
+        assert r["accuracy_ci"][0] <= r["accuracy"] <= r["accuracy_ci"][1]
+    accs = [r["accuracy"] for r in rows]
+    assert result["accuracy"]["mean"] == pytest.approx(sum(accs) / 2)
+    assert result["accuracy"]["std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+    _refused(capsys, ["cv", "malaria", "--synthetic", "--folds", "1", "--quiet"], "k must be an int >= 2")

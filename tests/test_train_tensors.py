@@ -38,7 +38,8 @@ def check_fit_tensors_on_cells(seed: int = 0, cells=None) -> History:
     train, val = cells or _cells(0)
     torch.manual_seed(seed)
     model = cellnet(widths=(8, 16, 32))
-    history = fit_tensors(model, train, val, epochs=8, batch_size=32, lr=3e-3, progress=False)
+    mean, std = channel_stats(train[0])
+    history = fit_tensors(model, train, val, epochs=8, batch_size=32, lr=3e-3, mean=mean, std=std, progress=False)
     # over 20 seeds x 3 kernel sets x 1, 2 threads the ratio reached 0.625 (median 0.19); untrained it is about 1
     at_most(history.train_loss[-1] / history.train_loss[0], 0.75, "synthetic cells: last / first training loss")
     at_least(history.val_acc[-1], 0.75, "synthetic cells: validation accuracy")
@@ -122,7 +123,7 @@ def test_meta_device_shapes():
     out = Augment()(x.float())
     assert out.device.type == "meta" and out.shape == (16, 3, 32, 32)
     model = cellnet(widths=(4, 8)).to("meta")
-    logits = predict_tensors(model, x, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), batch_size=5, amp=False)
+    logits = predict_tensors(model, x, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), batch_size=5, amp=False)
     assert logits.device.type == "meta" and logits.shape == (16, 2) and logits.dtype == torch.float32
 
 
@@ -155,13 +156,13 @@ def test_predict_with_tta_averages_the_eight_symmetries():
     torch.manual_seed(0)
     model = cellnet(widths=(4, 8)).eval()
     x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
-    stats = (0.5, 0.4, 0.4), (0.2, 0.2, 0.2)
-    plain = predict_tensors(model, x, *stats, amp=False, channels_last=False)
-    views = [predict_tensors(model, t.contiguous(), *stats, amp=False, channels_last=False)
+    stats = {"mean": (0.5, 0.4, 0.4), "std": (0.2, 0.2, 0.2)}
+    plain = predict_tensors(model, x, **stats, amp=False, channels_last=False)
+    views = [predict_tensors(model, t.contiguous(), **stats, amp=False, channels_last=False)
              for t in _dihedral_batch(x)]  # fmt: skip
-    tta = predict_tensors(model, x, *stats, amp=False, channels_last=False, tta=True, batch_size=2)
+    tta = predict_tensors(model, x, **stats, amp=False, channels_last=False, tta=True, batch_size=2)
     assert torch.allclose(plain, views[0]) and torch.allclose(tta, torch.stack(views).mean(0), atol=1e-5)
-    rotated = predict_tensors(model, torch.rot90(x, 1, (-2, -1)).contiguous(), *stats, amp=False, tta=True)
+    rotated = predict_tensors(model, torch.rot90(x, 1, (-2, -1)).contiguous(), **stats, amp=False, tta=True)
     assert torch.allclose(rotated, tta, atol=1e-5)  # orientation no longer matters
     assert not torch.allclose(plain, tta, atol=1e-5)
 
@@ -172,3 +173,53 @@ def _dihedral_batch(x: torch.Tensor) -> list[torch.Tensor]:
         r = torch.rot90(x, k, (-2, -1))
         out += [r, r.flip(-1)]
     return out
+
+
+class _Normalize(torch.nn.Module):
+    """A4's pattern: the model normalises its own [0, 1] input with buffers."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class _Spy(torch.nn.Module):
+    """Logits that are the mean of channels 0 and 1 of what the model is given: shows its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x[:, :2].mean((2, 3)) + 0 * self.w
+
+
+def test_no_normalisation_unless_asked():
+    """Without mean/std the model gets images / 255; with them (x / 255 - mean) / std."""
+    x = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
+    f = x.double() / 255
+    plain = predict_tensors(_Spy(), x, amp=False, channels_last=False)
+    assert torch.allclose(plain.double(), f[:, :2].mean((2, 3)), atol=1e-6)
+    normed = predict_tensors(_Spy(), x, mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 1.0), amp=False, channels_last=False)
+    want = ((f[:, :2] - torch.tensor([0.5, 0.25]).view(1, 2, 1, 1).double()) /
+            torch.tensor([0.5, 0.25]).view(1, 2, 1, 1).double()).mean((2, 3))
+    assert torch.allclose(normed.double(), want, atol=1e-5)
+
+
+def test_double_normalisation_is_refused(cells):
+    """A model holding the statistics as buffers normalises itself: passing them again is an error that says so."""
+    (x, y), (xv, yv) = cells
+    mean, std = channel_stats(x)
+    model = torch.nn.Sequential(_Normalize(mean, std), cellnet(widths=(4,)))
+    with pytest.raises(ValueError, match=r"normalise the images twice.*Leave mean and std out"):
+        fit_tensors(model, (x, y), (xv, yv), epochs=1, mean=mean, std=std, progress=False)
+    with pytest.raises(ValueError, match="buffer '0.mean'"):
+        predict_tensors(model, xv, mean=mean, std=std)
+    with pytest.raises(ValueError, match="both mean and std, or neither"):
+        predict_tensors(model, xv, mean=mean)
+    history = fit_tensors(model, (x[:64], y[:64]), (xv, yv), epochs=1, batch_size=32, progress=False)
+    assert len(history.val_acc) == 1  # the plain call: images in [0, 1], normalised once, inside

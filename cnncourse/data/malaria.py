@@ -57,6 +57,7 @@ __all__ = [
     "read_patient_csv",
     "scan",
     "patient_split",
+    "patient_folds",
     "load_tensors",
     "MalariaCells",
 ]
@@ -269,6 +270,29 @@ def patient_split(
             out[name] += group[start : start + count]
             start += count
     return {s: sorted(v) for s, v in out.items()}
+
+
+def patient_folds(patients: Mapping[str, bool], k: int, seed: int = 0) -> list[list[str]]:
+    """Patients dealt into ``k`` disjoint folds (each sorted) for patient-grouped cross-validation.
+
+    ``patients`` maps patient ID to whether it has any parasitized cell; each of the two strata is shuffled
+    (seeded) and dealt round-robin, continuing where the previous stratum stopped, so fold sizes differ by at
+    most one patient and every fold gets its share of infected patients. Every patient is in exactly one fold.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"k must be an int >= 2 (folds), got {k!r}.")
+    if len(patients) < k:
+        raise ValueError(f"{k} folds need at least {k} patients, got {len(patients)}.")
+    rng = random.Random(seed)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    turn = 0
+    for infected in (True, False):
+        group = sorted(p for p, flag in patients.items() if bool(flag) == infected)
+        rng.shuffle(group)
+        for p in group:
+            folds[turn % k].append(p)
+            turn += 1
+    return [sorted(f) for f in folds]
 
 
 def _split_indices(labels: list[int], patients: list[str], split: str, seed: int) -> list[int]:

@@ -3,13 +3,18 @@
 ``fit_tensors(model, (x, y), (x_val, y_val))`` takes what ``cnncourse.data.malaria.load_tensors``
 returns: images ``(N, C, S, S)`` uint8 and labels ``(N,)``. Each batch is gathered by index, converted,
 augmented (:class:`Augment`: flips, 90 degree rotations, mild colour jitter, drawn per image but applied
-to the whole batch at once) and normalised on the device, so no Python runs per image. On CUDA it trains
+to the whole batch at once) and converted to float in [0, 1] on the device, so no Python runs per image.
+
+Normalisation is never implicit: the model gets images in [0, 1] unless ``mean`` and ``std`` are passed, and
+``fit_tensors`` and ``predict_tensors`` refuse ``mean``/``std`` for a model that already normalises with
+them (a buffer equal to ``mean``), since that would normalise twice. A model trained one way must be
+predicted the same way: ``predict_tensors`` takes the same ``mean``/``std`` (or none). On CUDA it trains
 in bf16 autocast with ``channels_last`` (optionally ``torch.compile``); the same code runs on CPU, where
 bf16 is used too when the processor computes it natively (AMX). The learning rate follows one cycle
 (or warm-up + cosine). It returns the same :class:`~cnncourse.train.History` as ``fit``.
 
 Helpers with public names: ``channel_stats`` (mean/std per channel), ``normalize``, ``predict_tensors``
-(logits of a whole split, batch by batch, in eval mode).
+(logits of a whole split, batch by batch, in eval mode), ``normalizes_inside`` (the double-normalisation check).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ __all__ = [
     "normalize",
     "default_amp",
     "autocast",
+    "normalizes_inside",
     "predict_tensors",
     "fit_tensors",
 ]
@@ -163,9 +169,9 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 def predict_tensors(
     model: nn.Module,
     images: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
     *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     batch_size: int = 512,
     amp: bool | None = None,
     channels_last: bool = True,
@@ -173,6 +179,8 @@ def predict_tensors(
 ) -> torch.Tensor:
     """Logits ``(N, num_classes)`` float32 of uint8 ``images: (N, C, H, W)``, in eval mode, on the images' device.
 
+    The model gets ``images / 255`` (float in [0, 1]), or ``(images / 255 - mean) / std`` when ``mean`` and
+    ``std`` (per channel, [0, 1] units) are given: pass what the model was trained with (``fit_tensors``).
     With ``tta`` (test-time augmentation; square images) the logits are averaged over the 8 flips/90 degree
     rotations of each image, for 8 times the cost: the result no longer depends on the cell's orientation.
     The model's training mode is restored afterwards.
@@ -180,7 +188,7 @@ def predict_tensors(
     _check_images(images, "images")
     device = images.device
     amp = default_amp(device) if amp is None else amp
-    mean_t, std_t = _stats_tensors(mean, std, images.shape[1], device)
+    mean_t, std_t = _stats_tensors(model, mean, std, images.shape[1], device)
     was_training = model.training
     model.eval()
     try:
@@ -223,7 +231,8 @@ def fit_tensors(
     """Train ``model`` (AdamW) on a whole split held on one device; return the per-epoch :class:`History`.
 
     Args:
-        model: a classifier mapping normalised ``(B, C, S, S)`` float images to ``(B, num_classes)`` logits.
+        model: a classifier mapping ``(B, C, S, S)`` float images (in [0, 1], or normalised with ``mean`` and
+            ``std``) to ``(B, num_classes)`` logits.
             It is moved to the images' device (and to ``channels_last``) and trained in place.
         train: ``(images, labels)``: uint8 ``(N, C, S, S)`` and integer ``(N,)``, both on the device to
             train on (``load_tensors(split, device="cuda")``).
@@ -233,7 +242,11 @@ def fit_tensors(
         schedule: ``"onecycle"`` (``torch.optim.lr_scheduler.OneCycleLR``) or ``"cosine"`` (linear
             warm-up, then cosine decay to zero); ``warmup`` is the fraction of steps spent warming up.
         augment: an :class:`Augment` (per-image random flips/rotations/colour jitter), or None.
-        mean, std: per-channel normalisation in [0, 1] units; default ``channel_stats`` of the training images.
+        mean, std: per-channel normalisation in [0, 1] units (e.g. ``channel_stats`` of the training
+            images), both or neither. Default none: the model gets float images in [0, 1] and must normalise
+            them itself if it wants to (A4's ``build_model()``). Refused for a model that already normalises
+            with ``mean`` (see :func:`normalizes_inside`). Predict with the same: ``predict_tensors(...,
+            mean=mean, std=std)``.
         label_smoothing: passed to ``cross_entropy``.
         amp: bf16 autocast; default :func:`default_amp` (CUDA, or a CPU with AMX).
         channels_last: keep images and weights in NHWC (faster convolutions on GPUs and oneDNN).
@@ -267,9 +280,7 @@ def fit_tensors(
     device = x.device
     amp = default_amp(device) if amp is None else amp
     y = y.to(device=device, dtype=torch.int64)
-    if mean is None or std is None:
-        mean, std = channel_stats(x)
-    mean_t, std_t = _stats_tensors(mean, std, x.shape[1], device)
+    mean_t, std_t = _stats_tensors(model, mean, std, x.shape[1], device)
 
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed) if device.type != "meta" else None
@@ -312,7 +323,7 @@ def fit_tensors(
             history.train_acc.append(float(correct) / seen)
             history.lr.append(optimizer.param_groups[0]["lr"])
             if val is not None:
-                logits = predict_tensors(model, val[0], mean, std, amp=amp, channels_last=channels_last)
+                logits = predict_tensors(model, val[0], mean=mean, std=std, amp=amp, channels_last=channels_last)
                 labels = val[1].to(device=device, dtype=torch.int64)
                 history.val_loss.append(float(nn.functional.cross_entropy(logits, labels)))
                 history.val_acc.append(float((logits.argmax(1) == labels).float().mean()))
@@ -343,15 +354,42 @@ def _scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def normalizes_inside(model: nn.Module, mean: Sequence[float], atol: float = 1e-4) -> str | None:
+    """The name of a buffer of ``model`` holding ``mean`` (``(C,)`` in [0, 1] units), or None.
+
+    A model with such a buffer (A4's ``Normalize(MEAN, STD)``) normalises its own input; normalising the
+    images before it too would do it twice.
+    """
+    target = torch.as_tensor(mean, dtype=torch.float64).flatten()
+    for name, buffer in model.named_buffers():
+        if buffer.numel() == target.numel() and buffer.is_floating_point() and buffer.device.type != "meta":
+            if torch.allclose(buffer.detach().double().flatten().cpu(), target, atol=atol):
+                return name
+    return None
+
+
 def _stats_tensors(
-    mean: Sequence[float], std: Sequence[float], channels: int, device: torch.device
+    model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None, channels: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` as ``(C,)`` tensors on ``device``; ``(0, 1)`` (images stay in [0, 1]) when both are None."""
+    if (mean is None) != (std is None):
+        raise ValueError(f"give both mean and std, or neither (the model then gets images in [0, 1]); got "
+                         f"mean={mean!r}, std={std!r}.")  # fmt: skip
+    if mean is None:
+        return torch.zeros(channels, device=device), torch.ones(channels, device=device)
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device).flatten()
     std_t = torch.as_tensor(std, dtype=torch.float32, device=device).flatten()
     if mean_t.numel() != channels or std_t.numel() != channels:
         raise ValueError(f"mean and std need one value per channel ({channels}), got {list(mean)} and {list(std)}.")
     if device.type != "meta" and not bool((std_t > 0).all()):
         raise ValueError(f"std must be positive, got {list(std)}.")
+    inside = normalizes_inside(model, mean) if device.type != "meta" else None
+    if inside is not None and not bool((mean_t == 0).all()):
+        raise ValueError(
+            f"the model already normalises its input (its buffer {inside!r} equals mean={list(mean)}): passing "
+            "mean and std too would normalise the images twice. Leave mean and std out: the model then gets "
+            "images in [0, 1], as at grading."
+        )
     return mean_t, std_t
 
 
@@ -360,7 +398,7 @@ def _check_images(images: object, name: str) -> None:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(
             f"{name} must be a uint8 tensor (N, C, H, W) as load_tensors returns, got {got}; "
-            "normalisation happens inside (pass mean/std), so do not convert to float first."
+            "the conversion to [0, 1] happens inside, so do not convert to float first."
         )
     if len(images) == 0:
         raise ValueError(f"{name} is empty.")
