@@ -1,13 +1,11 @@
 """Case tables of hidden tests, written once and read by every test cell that uses them.
 
-A table is defined in the hidden part of one locked test cell, at the cell's top level (so it is defined whatever
-the student's answers), before any test that reads it::
+A table is defined in the hidden part of one locked test cell (between nbgrader's hidden-tests delimiters), at
+the cell's top level (so it is defined whatever the student's answers), before any test that reads it::
 
-    ### BEGIN HIDDEN TESTS
     from cnncourse.grading import define_cases
 
     define_cases("a1_conv", [((2, 3, 7, 9), (4, 3, 3, 2), 2, 1, 1), ...])
-    ### END HIDDEN TESTS
 
 and test functions read it as the toolkit entry ``cases``: ``for xs, ws, s, p, d in cases["a1_conv"]: ...``.
 A table is frozen (tuples all the way down) and written once: a second, different definition (a student's cell
