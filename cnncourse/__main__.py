@@ -369,9 +369,18 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from cnncourse.models.cellnet import TRAIN_SETTINGS
+def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reference recipe's settings that `train` and `cv` share (defaults: ``TRAIN_SETTINGS``)."""
+    from cnncourse.models.cellnet import TRAIN_SETTINGS as s
 
+    parser.add_argument("--epochs", type=_positive, default=s["epochs"], help=f"default {s['epochs']}")
+    parser.add_argument("--size", type=_size, default=s["size"], help=f"image side in px (default {s['size']})")
+    parser.add_argument("--batch-size", type=_positive, default=s["batch_size"], help=f"default {s['batch_size']}")
+    parser.add_argument("--lr", type=float, default=s["lr"], help=f"peak learning rate (default {s['lr']})")
+    parser.add_argument("--source", metavar="PATH", help="a cell_images*.zip or cell_images/ folder (default: found)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnncourse", description="Tools of the cnncourse support package.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     on_error = {
@@ -392,7 +401,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.set_defaults(run=_data_malaria)
 
-    s = TRAIN_SETTINGS
     train = commands.add_parser("train", help="train a reference model and write a checkpoint")
     tsets = train.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     t = tsets.add_parser("malaria", help="CellNet on the training patients of the malaria cells",
@@ -400,11 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "validation patients) of whatever source cnncourse.data.malaria finds. The defaults are "
                          "the solution's settings; --epochs and --size trade accuracy for time.")  # fmt: skip
     t.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (e.g. model.pt)")
-    t.add_argument("--epochs", type=_positive, default=s["epochs"], help=f"default {s['epochs']}")
-    t.add_argument("--size", type=_size, default=s["size"], help=f"image side in px (default {s['size']})")
-    t.add_argument("--batch-size", type=_positive, default=s["batch_size"], help=f"default {s['batch_size']}")
-    t.add_argument("--lr", type=float, default=s["lr"], help=f"peak learning rate (default {s['lr']})")
-    t.add_argument("--source", metavar="PATH", help="a cell_images*.zip or cell_images/ folder (default: found)")
+    _recipe_arguments(t)
     t.add_argument("--synthetic", action="store_true", help="train on the synthetic stand-in cells")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation")
     t.add_argument("--split-seed", type=int, default=0, help="seed of the patient split (default 0)")
@@ -448,11 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "the mean and spread over folds.")  # fmt: skip
     c.add_argument("--folds", type=_positive, default=5, help="number of patient folds (default 5)")
     c.add_argument("--out", metavar="JSON", help="write the per-fold results and the summary here")
-    c.add_argument("--epochs", type=_positive, default=s["epochs"], help=f"default {s['epochs']}")
-    c.add_argument("--size", type=_size, default=s["size"], help=f"image side in px (default {s['size']})")
-    c.add_argument("--batch-size", type=_positive, default=s["batch_size"], help=f"default {s['batch_size']}")
-    c.add_argument("--lr", type=float, default=s["lr"], help=f"peak learning rate (default {s['lr']})")
-    c.add_argument("--source", metavar="PATH", help="a cell_images*.zip or cell_images/ folder (default: found)")
+    _recipe_arguments(c)
     c.add_argument("--synthetic", action="store_true", help="use the synthetic stand-in cells")
     c.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation, bootstrap")
     c.add_argument("--split-seed", type=int, default=0, help="seed of the assignment of patients to folds")
