@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -24,11 +25,12 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError
 from nbgrader.preprocessors import Execute
-from traitlets import Dict, Unicode
+from traitlets import Dict, Unicode, default
 
 from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, fail, load_scorer, write_results
 from cnncourse.autograde.sandbox import Sandbox, Slot
 from cnncourse.autograde.settings import CnnCourseAutograde, kernel_arguments
+from cnncourse.autograde.zygote import REQUEST_ENV, warm_zygote
 from cnncourse.grading.runner import GRADING_KEY_ENV
 
 __all__ = ["SandboxedExecute", "SandboxedKernelManager"]
@@ -38,26 +40,45 @@ _NEVER_PASSED = ("CNNCOURSE_GRADING_DATA",)  # hidden data the grader reads: nev
 
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel on the ipc transport, started inside the sandbox (``mode = "none"``: started as usual, with the
-    hidden-data variables removed from its environment)."""
+    hidden-data variables removed from its environment); forked by this process's warm-kernel zygote when
+    ``c.Sandbox.warm`` and grading as root (:mod:`cnncourse.autograde.zygote`)."""
 
     hidden_dir: str | None = None
     grading_key: str | None = None  # this notebook's key (StartGrading), for this kernel's environment only
 
     async def _async_pre_start_kernel(self, **kw):
         self.sandbox = Sandbox(parent=self)
-        self.slot = None
+        self.slot = self.zygote = None
         self.run_dir = None
-        if self.sandbox.mode == "bwrap":
+        if self.sandbox.mode == "bwrap" and self._can_be_warm():
+            self.zygote = warm_zygote(self.sandbox, _without_hidden(kw.get("env") or os.environ))
+            self.run_dir = self.zygote.kernel_dir()
+        elif self.sandbox.mode == "bwrap":
             self.slot = Slot(self.sandbox.slots)
             self.run_dir = tempfile.mkdtemp(prefix="cnncourse-kernel-")
+        if self.run_dir:
             self.transport = "ipc"
             self.ip = os.path.join(self.run_dir, "zmq")
             self.connection_file = os.path.join(self.run_dir, "kernel.json")
             self.kernel_spec.interrupt_mode = "message"  # its process group is in another session and namespace
         return await super()._async_pre_start_kernel(**kw)
 
+    def _can_be_warm(self) -> bool:
+        """Warm kernels are on, we grade as root, and the kernel is this Python's ipykernel (what the zygote forks)."""
+        argv = self.kernel_spec.argv
+        return (self.sandbox.warm and os.geteuid() == 0 and argv[1:3] == ["-m", "ipykernel_launcher"]
+                and os.path.realpath(shutil.which(argv[0]) or argv[0]) == os.path.realpath(sys.executable))
+
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        env = {k: v for k, v in (kw.get("env") or os.environ).items() if k not in _NEVER_PASSED}
+        env = _without_hidden(kw.get("env") or os.environ)
+        if self.zygote:  # the kernel's process is the zygote's client; the kernel is a fork of the zygote
+            os.chmod(self.connection_file, 0o644)
+            own = {GRADING_KEY_ENV: self.grading_key} if self.grading_key else {}
+            request = self.zygote.request(self.run_dir, kernel_cmd[3:], kw.get("cwd") or os.getcwd(),
+                                          self.hidden_dir, own)
+            kw["env"] = {REQUEST_ENV: request}
+            await super()._async_launch_kernel(self.zygote.kernel_command(), **kw)
+            return
         if self.grading_key:
             env[GRADING_KEY_ENV] = self.grading_key
         if self.sandbox.mode == "bwrap":
@@ -81,7 +102,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         """Kill the sandbox (every process in it) from another thread: the notebook's time is up."""
         process = getattr(self.provisioner, "process", None)
         if process is not None and process.poll() is None:
-            process.kill()
+            process.kill()  # warm: the zygote's client; the zygote then kills the kernel and all it started
 
     async def cleanup_resources(self, restart: bool = False) -> None:
         await super().cleanup_resources(restart=restart)
@@ -91,6 +112,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.slot is not None:
             self.slot.release()
             self.slot = None
+
+
+def _without_hidden(env) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in _NEVER_PASSED}
 
 
 class SandboxedExecute(Execute):
@@ -104,6 +129,10 @@ class SandboxedExecute(Execute):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+
+    @default("shutdown_kernel")
+    def _kill_at_the_end(self):
+        return "immediate"  # nothing of a graded kernel is kept: no need to wait (about 1 s) for a clean exit
 
     def preprocess(self, nb, resources):
         sandbox = Sandbox(parent=self)

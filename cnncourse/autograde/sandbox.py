@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from traitlets import Enum, Int, List, Unicode
+from traitlets import Bool, Enum, Int, List, Unicode
 from traitlets.config import Configurable
 
 from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV
@@ -81,6 +81,17 @@ class Sandbox(Configurable):
         "LD_LIBRARY_PATH",  # the hub's copied Python finds its own libpython through it (cnncourse.hub.userenv)
     ], help="Environment variables passed to the kernel (all others are cleared).").tag(config=True)
 
+    warm = Bool(True, help=(
+        "Start kernels warm: a zygote in the sandbox imports warm_modules once and forks a fresh kernel per "
+        "notebook (cnncourse.autograde.zygote); only when grading as root (each kernel runs as its own uid, the "
+        "zygote as root inside the sandbox). False, or grading as another user: every kernel starts cold.")
+                ).tag(config=True)
+    warm_modules = List(Unicode(), [
+        "torch", "torch.nn.functional", "numpy", "zmq", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel",
+    ], help=("What the zygote imports before it forks kernels: third-party modules only (never "
+             "cnncourse.grading, whose import-time snapshot each kernel takes itself), starting no thread pool.")
+                        ).tag(config=True)
+
     def check(self) -> None:
         """Raise :class:`SandboxUnavailable` (with what to do) unless kernels can be sandboxed here."""
         if self.mode == "none":
@@ -93,12 +104,14 @@ class Sandbox(Configurable):
                 "them readable by all users (chmod -R o+rX PATH; only the folders themselves are mounted, so "
                 "their parents may stay private), or set c.Sandbox.mode = \"none\" to grade unsandboxed")
 
-    def command(self, kernel_cmd: list[str], cwd: str, run_dir: str, slot: int,
-                hidden: str | None = None, env: dict[str, str] | None = None) -> list[str]:
+    def command(self, kernel_cmd: list[str], cwd: str | None, run_dir: str, slot: int,
+                hidden: str | None = None, env: dict[str, str] | None = None, *, as_root: bool = False) -> list[str]:
         """The command that runs ``kernel_cmd`` in the sandbox, in a writable copy of ``cwd``.
 
         ``run_dir`` (host folder, same path inside) holds the connection file and the ipc sockets; ``hidden``
         a folder of hidden inputs mounted read-only; ``env`` the grader's environment (filtered here).
+        ``cwd=None``, ``as_root=True``: the warm-kernel zygote, which copies each submission and drops to the
+        slot's uid and limits itself, per kernel (:mod:`cnncourse.autograde.zygote`).
         """
         env = dict(os.environ if env is None else env)
         root = os.geteuid() == 0
@@ -125,7 +138,9 @@ class Sandbox(Configurable):
                 *_parents("/home/student"), "--perms", "1777", "--size", size, "--tmpfs", "/home/student"]
         for path in dict.fromkeys(str(p) for p in mounts):
             cmd += _parents(path) + ["--ro-bind", path, path]
-        cmd += [*_parents(_SOURCE_DIR), "--ro-bind", cwd, _SOURCE_DIR, *_parents(run_dir), "--bind", run_dir, run_dir]
+        if cwd is not None:
+            cmd += [*_parents(_SOURCE_DIR), "--ro-bind", cwd, _SOURCE_DIR]
+        cmd += [*_parents(run_dir), "--bind", run_dir, run_dir]
         if hidden:
             cmd += [*_parents(_HIDDEN_DIR), "--ro-bind", hidden, _HIDDEN_DIR]
         cmd += ["--clearenv", "--unsetenv", "JPY_PARENT_PID"]
@@ -139,6 +154,10 @@ class Sandbox(Configurable):
         for name, value in sorted(allowed.items()):
             cmd += ["--setenv", name, value]
         cmd += ["--chdir", "/home/student", "--"]
+        if cwd is None:
+            if not (as_root and root):
+                raise SandboxUnavailable("only a grader running as root can run the warm-kernel zygote (cwd=None)")
+            return [*cmd, "/bin/sh", "-c", 'exec "$@" >/dev/null', "sandbox", *kernel_cmd]
         # The copy is made before the uid is dropped (the submitted folder need not be readable by that uid).
         copy = f"mkdir {SUBMISSION_DIR} && cp -R {_SOURCE_DIR}/. {SUBMISSION_DIR}/"
         drop = []
