@@ -17,7 +17,8 @@ collect_ignore_glob = ["assignments/*", ".nbgrader/*", "benchmarks/*"]
 # `make test-fast` (-m "not slow") runs the package and grading logic only: these modules start kernels, servers
 # or browsers, grade whole batches or train (tests/.. paths); notebooks under lectures/ and solutions/ too.
 SLOW_MODULES = {"test_assignments.py", "test_browser.py", "test_lab_smoke.py", "test_grading_margins.py",
-                "test_cli_malaria.py", "test_data_malaria_real.py", "test_autograde_harness.py", "test_sandbox.py"}
+                "test_cli_malaria.py", "test_data_malaria_real.py", "test_autograde_harness.py", "test_sandbox.py",
+                "test_zygote.py"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -66,8 +66,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     def _can_be_warm(self) -> bool:
         """Warm kernels are on, we grade as root, and the kernel is this Python's ipykernel (what the zygote forks)."""
         argv = self.kernel_spec.argv
-        return (self.sandbox.warm and os.geteuid() == 0 and argv[1:3] == ["-m", "ipykernel_launcher"]
-                and os.path.realpath(shutil.which(argv[0]) or argv[0]) == os.path.realpath(sys.executable))
+        python = argv[0] in ("python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])) or (
+            os.path.realpath(shutil.which(argv[0]) or argv[0]) == os.path.realpath(sys.executable))  # as jupyter_client
+        return self.sandbox.warm and os.geteuid() == 0 and argv[1:3] == ["-m", "ipykernel_launcher"] and python
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         env = _without_hidden(kw.get("env") or os.environ)

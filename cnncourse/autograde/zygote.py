@@ -103,8 +103,10 @@ def _child(conn: socket.socket, uid: int, limits: dict[str, int]) -> None:
 
         shutil.copytree(request["submission"], SUBMISSION, symlinks=True)
         os.chdir(SUBMISSION)
-        if "numpy.random" in sys.modules:  # a fresh process seeds numpy's global generator from the OS
+        if "numpy.random" in sys.modules:  # a fresh process seeds numpy's and torch's generators from the OS
             sys.modules["numpy.random"].seed()
+        if "torch" in sys.modules:
+            sys.modules["torch"].seed()
         sys.argv = ["ipykernel_launcher", *request["argv"]]
         sys.path[:] = [p for p in sys.path if p not in ("", HOME)]  # as ipykernel_launcher does
         from ipykernel import kernelapp
