@@ -148,8 +148,10 @@ def _api(course: Path, warm: bool):
 _WORKER_API = None
 
 
-def _start_worker(course: str, warm: bool) -> None:
+def _start_worker(course: str, warm: bool, threads: int | None) -> None:
     global _WORKER_API
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # as make autograde sets it: cores // jobs
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     install()
     _WORKER_API = _api(Path(course), warm)
@@ -159,8 +161,10 @@ def _worker_grade(task: tuple[str, str]) -> dict:
     return grade_one(_WORKER_API, *task)
 
 
-def batch(course: Path, assignment: str, students: list[str], jobs: int, warm: bool) -> dict:
-    """Grade ``students`` (serial in this process, or ``jobs`` worker processes); the per-submission profiles."""
+def batch(course: Path, assignment: str, students: list[str], jobs: int, warm: bool, threads: int | None = None
+          ) -> dict:
+    """Grade ``students`` (serial in this process, or ``jobs`` worker processes, their kernels with ``threads``
+    torch threads, None: all cores); the per-submission profiles."""
     load = os.getloadavg()[0]
     start_wall, start_cpu = time.perf_counter(), machine_cpu()
     first = jobs  # each worker's first submission starts its zygote (warm) and its imports: left out
@@ -171,13 +175,14 @@ def batch(course: Path, assignment: str, students: list[str], jobs: int, warm: b
         os.chdir(ROOT)
     else:
         context = multiprocessing.get_context("spawn")
-        with context.Pool(jobs, initializer=_start_worker, initargs=(str(course), warm)) as pool:
+        with context.Pool(jobs, initializer=_start_worker, initargs=(str(course), warm, threads)) as pool:
             runs = pool.map(_worker_grade, [(assignment, s) for s in students], chunksize=1)
     wall, cpu = time.perf_counter() - start_wall, machine_cpu() - start_cpu
     steady = runs[first:]
     phases = {p: [round(statistics.mean(r["phases"].get(p, [0, 0])[i] for r in steady), 3) for i in (0, 1)]
               for p in PHASES}
-    return {"students": len(students), "jobs": jobs, "warm": warm, "wall_s": round(wall, 1),
+    return {"students": len(students), "jobs": jobs, "warm": warm, "kernel_threads": threads or os.cpu_count(),
+            "wall_s": round(wall, 1),
             "submissions_per_minute": round(60 * len(students) / wall, 1), "machine_cpu_s": round(cpu, 1),
             "load_1min_before": round(load, 2),
             "per_submission_after_the_first": {
@@ -230,13 +235,16 @@ def main() -> None:
         a = BY_ID[aid]
         os.environ.update(nbgrader_env(a))
         students = {f"student{k:03d}": Submission(a.correct(), files=a.files(a)) for k in range(args.students)}
-        for jobs in (1, args.jobs):
-            for warm in (False, True):
-                with tempfile.TemporaryDirectory() as tmp:
-                    course = make_course(Path(tmp), a, students)
-                    key = f"{aid} {'serial' if jobs == 1 else f'jobs={jobs}'} {'warm' if warm else 'cold'}"
-                    results["batches"][key] = batch(course, aid, list(students), jobs, warm)
-                    print(key, json.dumps(results["batches"][key]["per_submission_after_the_first"]), flush=True)
+        share = max(1, (os.cpu_count() or 1) // args.jobs)
+        runs = [(1, False, None), (1, True, None), (args.jobs, False, share), (args.jobs, True, share),
+                (args.jobs, True, None)]  # the last: each kernel's torch on every core, as before make autograde
+        for jobs, warm, threads in runs:
+            with tempfile.TemporaryDirectory() as tmp:
+                course = make_course(Path(tmp), a, students)
+                key = (f"{aid} {'serial' if jobs == 1 else f'jobs={jobs}'} {'warm' if warm else 'cold'}"
+                       + (f" threads={threads or os.cpu_count()}" if jobs > 1 else ""))
+                results["batches"][key] = batch(course, aid, list(students), jobs, warm, threads)
+                print(key, json.dumps(results["batches"][key]["per_submission_after_the_first"]), flush=True)
     RESULT.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {RESULT}")
 

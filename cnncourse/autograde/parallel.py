@@ -72,8 +72,11 @@ def submitted_students(course: Path, config: Config, assignment: str) -> list[st
 _API = None
 
 
-def _start_worker(course: str, config: Config, databases: multiprocessing.Queue) -> None:
+def _start_worker(course: str, config: Config, databases: multiprocessing.Queue, threads: int) -> None:
     global _API
+    # One kernel per worker at a time: torch's thread pool gets this worker's share of the cores, not all of them
+    # (benchmarks/autograde_profile.py measures both). Set OMP_NUM_THREADS to choose.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
@@ -189,12 +192,15 @@ def autograde(course: Path | str, assignment: str, jobs: int = 2, *, timeout: in
     parts = [work / f"{assignment}-worker{k}.db" for k in range(jobs)]
     for part in parts:
         shutil.copy(main_db, part)
-    context = multiprocessing.get_context("spawn")
+    # Forked, not spawned: a worker starts with nbgrader, the course's config and torch already imported (about 6 s
+    # of CPU each when spawned); nothing here has started a thread or CUDA yet.
+    context = multiprocessing.get_context("fork")
     databases = context.Queue()
     for part in parts:
         databases.put(str(part))
     tasks = [(assignment, s, force) for s in students]
-    with context.Pool(jobs, initializer=_start_worker, initargs=(str(course), config, databases)) as pool, \
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with context.Pool(jobs, initializer=_start_worker, initargs=(str(course), config, databases, threads)) as pool, \
             tqdm(total=len(tasks), desc=f"autograde {assignment} ({jobs} jobs)", unit="student",
                  disable=not progress) as bar:
         for student, ok, error in pool.imap_unordered(_grade, tasks):
