@@ -197,13 +197,15 @@ def test_flags_and_manual_grading(batch):
 
 
 def test_parallel_equals_serial(batch, tmp_path):
-    """Students autograded by plain serial `nbgrader autograde` get the parallel batch's gradebook rows: one with
-    mixed scores, one flagged, one whose kernel died (every cell left to manual grading)."""
+    """Students autograded by plain serial `nbgrader autograde`, a cold kernel per notebook, get the parallel
+    (warm-kernel) batch's gradebook rows: one with mixed scores, one flagged, one whose kernel died (every cell left
+    to manual grading)."""
     a = batch.assignment
     some = [n for n, s in batch.subs.items() if s.fails and s.fails != set(a.grade_cells) and not s.flagged][:1] + \
         [n for n, s in batch.subs.items() if s.flagged][:1] + [n for n, s in batch.subs.items() if s.dies][:1]
     course = make_course(tmp_path, a, {n: batch.subs[n] for n in some})
-    nbgrader(course, "autograde", a.id, f"--Execute.timeout={cell_timeout(a)}", check=False, assignment=a)
+    nbgrader(course, "autograde", a.id, f"--Execute.timeout={cell_timeout(a)}", "--Sandbox.warm=False", check=False,
+             assignment=a)
     serial = gradebook_rows(course / ".nbgrader" / "gradebook.db", a)
     assert set(serial) == set(some)
     assert serial == {n: batch.rows[n] for n in some}
