@@ -80,6 +80,9 @@ def _clean(baseline: dict[str, set[str]]) -> None:
             except ChildProcessError:
                 break
         time.sleep(0.005)
+    else:  # something survives SIGKILL for a second: no clean state to fork from, the grader starts a new sandbox
+        print("cnncourse zygote: stopping, processes of the last kernel would not die", file=sys.stderr, flush=True)
+        os._exit(4)
     for folder, kept in baseline.items():
         for entry in os.scandir(folder):
             if entry.name in kept:
@@ -207,6 +210,7 @@ def _wait(child: int, conn: socket.socket) -> int:
                 break
             if conn.fileno() in ready:  # the grader stopped the kernel (or died): kill it now
                 os.kill(child, signal.SIGKILL)
+                poller.unregister(conn)
     finally:
         os.close(pidfd)
     _, status = os.waitpid(child, 0)
