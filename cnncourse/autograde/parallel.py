@@ -77,6 +77,11 @@ def _start_worker(course: str, config: Config, databases: multiprocessing.Queue,
     # One kernel per worker at a time: torch's thread pool gets this worker's share of the cores, not all of them
     # (benchmarks/autograde_profile.py measures both). Set OMP_NUM_THREADS to choose.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    from multiprocessing.util import Finalize
+
+    from cnncourse.autograde.zygote import stop_zygote
+
+    Finalize(None, stop_zygote, exitpriority=10)  # a worker ends without atexit: stop its zygote, remove its folder
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
@@ -210,6 +215,8 @@ def autograde(course: Path | str, assignment: str, jobs: int = 2, *, timeout: in
                 summary.failed[student] = error
             bar.set_postfix_str(f"{student}{'' if ok else ' FAILED'}", refresh=False)
             bar.update()
+        pool.close()  # workers end on their own (running their finalizers), not terminated
+        pool.join()
     merge_gradebooks(main_db, parts, assignment)
     shutil.rmtree(work, ignore_errors=True)
     summary.graded.sort()
