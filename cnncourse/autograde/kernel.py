@@ -71,7 +71,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         return self.sandbox.warm and os.geteuid() == 0 and argv[1:3] == ["-m", "ipykernel_launcher"] and python
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        env = _without_hidden(kw.get("env") or os.environ)
         if self.zygote:  # the kernel's process is the zygote's client; the kernel is a fork of the zygote
             os.chmod(self.connection_file, 0o644)
             own = {GRADING_KEY_ENV: self.grading_key} if self.grading_key else {}
@@ -80,6 +79,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             kw["env"] = {REQUEST_ENV: request}
             await super()._async_launch_kernel(self.zygote.kernel_command(), **kw)
             return
+        env = _without_hidden(kw.get("env") or os.environ)
         if self.grading_key:
             env[GRADING_KEY_ENV] = self.grading_key
         if self.sandbox.mode == "bwrap":

@@ -138,7 +138,6 @@ def _drop_privileges(uid: int, limits: dict[str, int]) -> None:
     _prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     for name, value in limits.items():
         resource.setrlimit(getattr(resource, f"RLIMIT_{name.upper()}"), (value, value))
-    os.environ.update(HOME=HOME, USER="student", LOGNAME="student")
 
 
 def serve(path: str, uid: int, limits: dict[str, int], modules: list[str]) -> None:
