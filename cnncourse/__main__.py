@@ -201,11 +201,10 @@ def _train_source(source: str | None) -> str:
 
 def _cv_malaria(args: argparse.Namespace) -> int:
     import torch
-    from sklearn.metrics import roc_auc_score
 
     import cnncourse
     from cnncourse.data.malaria import load_tensors, patient_folds
-    from cnncourse.evaluation import patient_bootstrap
+    from cnncourse.evaluation import save_predictions
     from cnncourse.train.tensors import fit_tensors, predict_tensors
 
     device = _device(args)
@@ -221,7 +220,9 @@ def _cv_malaria(args: argparse.Namespace) -> int:
     fold_of = torch.tensor([owner[p] for p in cells.patient_ids])
     _say(f"{args.folds}-fold patient-grouped CV over {len(infected)} patients ({len(labels):,} cells) of "
          f"{_train_source(source)}, {args.epochs} epochs at {args.size} px on {device}", quiet=args.quiet)  # fmt: skip
-    rows = []
+    oof = {"label": labels.to(torch.int8), "prob": torch.full((len(labels),), float("nan")),
+           "prob_tta": torch.full((len(labels),), float("nan")), "fold": fold_of.to(torch.int8)}
+    rows: list[dict] = []
     for k, fold in enumerate(folds):
         test = (fold_of == k).nonzero().flatten()
         train = (fold_of != k).nonzero().flatten()
@@ -230,47 +231,72 @@ def _cv_malaria(args: argparse.Namespace) -> int:
         cpu, wall = time.process_time(), time.perf_counter()
         fit_tensors(model, (x, y), None, progress=progress, **settings)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        probs = predict_tensors(model, cells.images[test.to(device)], mean=settings["mean"], std=settings["std"])
-        probs = probs.softmax(1)[:, 1].cpu()
         yk = labels[test]
         patients = [cells.patient_ids[i] for i in test.tolist()]
-        accuracy = float(((probs >= 0.5).long() == yk).float().mean())
-        auc = float(roc_auc_score(yk.numpy(), probs.numpy())) if 0 < int(yk.sum()) < len(yk) else None
-        ci = patient_bootstrap(yk, probs, patients, n_boot=args.bootstrap, seed=args.seed)
-        rows.append({"fold": k, "patients": len(fold), "cells": len(test), "train_cells": len(train),
-                     "accuracy": accuracy, "auc": auc,
-                     "accuracy_ci": [ci["accuracy"].low, ci["accuracy"].high],
-                     "auc_ci": [ci["auc"].low, ci["auc"].high],
-                     "cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "test_patients": fold})  # fmt: skip
-        auc_text = "n/a" if auc is None else f"{auc:.4f}"
-        _say(f"fold {k + 1}/{args.folds}: {len(fold)} patients, {len(test):,} cells: accuracy {accuracy:.4f}, "
-             f"AUC {auc_text} ({cpu:.0f} s CPU, {wall:.0f} s wall)", quiet=args.quiet)  # fmt: skip
-    summary = {name: _spread([r[name] for r in rows if r[name] is not None]) for name in ("accuracy", "auc")}
-    result = {
-        "folds": args.folds,
-        "patients": len(infected),
-        "cells": len(labels),
-        "source": _train_source(source),
-        "split_seed": args.split_seed,
-        "seed": args.seed,
-        "size": args.size,
-        "settings": {k: v for k, v in settings.items() if k not in ("mean", "std")},
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "cnncourse": cnncourse.__version__,
-        "torch": str(torch.__version__),
-        "cpu_s": round(sum(r["cpu_s"] for r in rows), 1),
-        **summary,
-        "per_fold": rows,
-    }
-    for name, stats in summary.items():
+        row = {"fold": k, "patients": len(fold), "cells": len(test), "train_cells": len(train)}
+        for tta in (False, True):
+            logits = predict_tensors(model, cells.images[test.to(device)], mean=settings["mean"],
+                                     std=settings["std"], tta=tta)  # fmt: skip
+            probs = logits.softmax(1)[:, 1].cpu()
+            oof["prob_tta" if tta else "prob"][test] = probs
+            metrics = _fold_metrics(yk, probs, patients, args)
+            if tta:
+                row["tta"] = metrics
+            else:
+                row.update(metrics)
+        row.update(cpu_s=round(cpu, 1), wall_s=round(wall, 1), test_patients=fold)
+        rows.append(row)
+        auc_text = "n/a" if row["auc"] is None else f"{row['auc']:.4f}"
+        _say(f"fold {k + 1}/{args.folds}: {len(fold)} patients, {len(test):,} cells: accuracy {row['accuracy']:.4f}, "
+             f"AUC {auc_text}, with TTA {row['tta']['accuracy']:.4f} ({cpu:.0f} s CPU, {wall:.0f} s wall)",
+             quiet=args.quiet)  # fmt: skip
+        summary = {name: _spread([r[name] for r in rows if r[name] is not None]) for name in ("accuracy", "auc")}
+        summary["tta"] = {name: _spread([r["tta"][name] for r in rows if r["tta"][name] is not None])
+                          for name in ("accuracy", "auc")}  # fmt: skip
+        result = {
+            "folds": args.folds,
+            "folds_done": len(rows),
+            "patients": len(infected),
+            "cells": len(labels),
+            "source": _train_source(source),
+            "split_seed": args.split_seed,
+            "seed": args.seed,
+            "size": args.size,
+            "settings": {k: v for k, v in settings.items() if k not in ("mean", "std")},
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "cnncourse": cnncourse.__version__,
+            "torch": str(torch.__version__),
+            "cpu_s": round(sum(r["cpu_s"] for r in rows), 1),
+            **summary,
+            "per_fold": rows,
+        }
+        if args.out:  # after every fold: a run cut short keeps the folds it finished
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        if args.predictions:
+            save_predictions(args.predictions, oof, cells.patient_ids)
+    for name in ("accuracy", "auc"):
+        stats = result[name]
         if stats["mean"] is not None:
             _say(f"{name}: mean {stats['mean']:.4f} +- {stats['std']:.4f} (sd over folds), lowest fold "
                  f"{stats['min']:.4f}", quiet=args.quiet)  # fmt: skip
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        _say(f"wrote {args.out}", quiet=args.quiet)
+    for path in (args.out, args.predictions):
+        if path:
+            _say(f"wrote {path}", quiet=args.quiet)
     return 0
+
+
+def _fold_metrics(labels, probs, patients: list[str], args: argparse.Namespace) -> dict:
+    """Accuracy, AUC and their patient-level bootstrap intervals of one fold's probabilities."""
+    from sklearn.metrics import roc_auc_score
+
+    from cnncourse.evaluation import patient_bootstrap
+
+    accuracy = float(((probs >= 0.5).long() == labels).float().mean())
+    auc = float(roc_auc_score(labels.numpy(), probs.numpy())) if 0 < int(labels.sum()) < len(labels) else None
+    ci = patient_bootstrap(labels, probs, patients, n_boot=args.bootstrap, seed=args.seed)
+    return {"accuracy": accuracy, "auc": auc, "accuracy_ci": [ci["accuracy"].low, ci["accuracy"].high],
+            "auc_ci": [ci["auc"].low, ci["auc"].high]}  # fmt: skip
 
 
 def _spread(values: list[float]) -> dict:
@@ -451,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "each fold's accuracy, AUC (with patient-level bootstrap intervals) and CPU time, and "
                          "the mean and spread over folds.")  # fmt: skip
     c.add_argument("--folds", type=_positive, default=5, help="number of patient folds (default 5)")
-    c.add_argument("--out", metavar="JSON", help="write the per-fold results and the summary here")
+    c.add_argument("--out", metavar="JSON", help="write the per-fold results and the summary here (after each fold)")
+    c.add_argument("--predictions", metavar="NPZ", help="write every cell's out-of-fold probability (plain and with "
+                   "TTA), label, fold and patient here (after each fold; read with load_predictions)")
     _recipe_arguments(c)
     c.add_argument("--synthetic", action="store_true", help="use the synthetic stand-in cells")
     c.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation, bootstrap")

@@ -9,6 +9,9 @@ patients with the most errors; metrics that a one-class set cannot define are ``
 ``patient_bootstrap(labels, probs, patients)`` says how sure those numbers are: a 95 % interval for accuracy
 and AUC from resampling whole patients (cells of one patient share stain, microscope and parasite stage, so
 the patients, not the cells, are the independent draws).
+``patient_subsets(labels, probs, patients, n)`` says what a grader would measure on a hidden set of ``n`` new
+patients: accuracy and AUC over many random sets of ``n`` patients (how A4's tiers are calibrated from
+cross-validated predictions, which ``save_predictions``/``load_predictions`` keep).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from cnncourse.data.images import decode_many
 from cnncourse.data.malaria import CLASSES, patient_id
 
 __all__ = ["UNKNOWN_PATIENT", "ImageSet", "PatientRow", "Report", "Interval", "patient_or_unknown",
-           "read_image_set", "binary_report", "patient_bootstrap"]  # fmt: skip
+           "read_image_set", "binary_report", "patient_bootstrap", "patient_subsets", "save_predictions",
+           "load_predictions"]  # fmt: skip
 
 UNKNOWN_PATIENT = "unknown"
 
@@ -259,3 +263,72 @@ def _percentiles(values: list[float], level: float, n_patients: int, n_boot: int
     t = torch.tensor(values, dtype=torch.float64)
     low, high = torch.quantile(t, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
     return Interval(low, high, level, n_patients, n_boot, len(values))
+
+
+def patient_subsets(
+    labels: torch.Tensor | Sequence[int],
+    probs: torch.Tensor | Sequence[float],
+    patients: Sequence[str],
+    n: int,
+    *,
+    draws: int = 2000,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Accuracy and AUC ``{"accuracy": (draws,), "auc": (<= draws,)}`` float64 on random sets of ``n`` patients.
+
+    Each draw takes ``n`` distinct patients at random and pools their cells, as a hidden test set of ``n`` new
+    patients would; draws with one class only give no AUC. Its quantiles say how a model's grade on such a set
+    varies, e.g. ``torch.quantile(result["accuracy"], 0.1)`` is reached on 90 % of hidden sets. Seeded.
+
+    Args:
+        labels: 0/1 ``(N,)``. probs: probability of class 1 ``(N,)``. patients: the patient of each image.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = torch.as_tensor(labels).long().cpu()
+    p = torch.as_tensor(probs).double().cpu()
+    if y.dim() != 1 or p.shape != y.shape or len(patients) != len(y) or len(y) == 0:
+        raise ValueError(f"labels, probs and patients need one entry per image (and at least one), got "
+                         f"{tuple(y.shape)}, {tuple(p.shape)} and {len(patients)}.")  # fmt: skip
+    names = sorted(set(patients))
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(names):
+        raise ValueError(f"n must be an int from 1 to the number of patients ({len(names)}), got {n!r}.")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive int, got {draws!r}.")
+    index = {name: k for k, name in enumerate(names)}
+    owner = torch.tensor([index[name] for name in patients])
+    members = [(owner == k).nonzero().flatten() for k in range(len(names))]
+    correct = ((p >= threshold).long() == y).double()
+    generator = torch.Generator().manual_seed(seed)
+    accs, aucs = [], []
+    for _ in range(draws):
+        drawn = torch.randperm(len(names), generator=generator)[:n]
+        idx = torch.cat([members[k] for k in drawn.tolist()])
+        accs.append(float(correct[idx].mean()))
+        yb = y[idx]
+        if 0 < int(yb.sum()) < len(yb):
+            aucs.append(float(roc_auc_score(yb.numpy(), p[idx].numpy())))
+    return {"accuracy": torch.tensor(accs, dtype=torch.float64), "auc": torch.tensor(aucs, dtype=torch.float64)}
+
+
+def save_predictions(path: str | os.PathLike, columns: dict[str, torch.Tensor], patients: Sequence[str]) -> None:
+    """Write per-cell columns (each ``(N,)``: e.g. label, prob, fold) and each cell's patient to an ``.npz``."""
+    import numpy as np
+
+    arrays = {name: t.cpu().numpy() for name, t in columns.items()}
+    if any(a.shape != (len(patients),) for a in arrays.values()):
+        raise ValueError(f"every column needs one entry per cell ({len(patients)}), got "
+                         f"{ {name: a.shape for name, a in arrays.items()} }.")  # fmt: skip
+    with open(path, "wb") as f:  # np.savez_compressed would append .npz to a name without it
+        np.savez_compressed(f, patient=np.array(list(patients), dtype=str), **arrays)
+
+
+def load_predictions(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The columns and patients :func:`save_predictions` wrote (no pickled objects are read)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        patients = [str(p) for p in data["patient"]]
+        columns = {name: torch.from_numpy(data[name].copy()) for name in data.files if name != "patient"}
+    return columns, patients

@@ -22,7 +22,7 @@ from cnncourse.__main__ import main
 from cnncourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cnncourse.data.malaria import load_tensors, patient_folds, patient_split, scan
 from cnncourse.data.synthetic import save_pngs, synthetic_cells
-from cnncourse.evaluation import UNKNOWN_PATIENT, binary_report, patient_bootstrap
+from cnncourse.evaluation import UNKNOWN_PATIENT, binary_report, load_predictions, patient_bootstrap
 from cnncourse.models.cellnet import cellnet
 
 KEYS = {"accuracy", "auc", "sensitivity", "specificity", "n_images", "n_patients"}
@@ -319,12 +319,22 @@ def test_patient_folds_are_disjoint_stratified_and_seeded():
 def test_cv_command_on_synthetic_cells(env, tmp_path, capsys):
     """Two folds, one epoch, 16 px: each fold judged on its own patients, JSON with folds and mean +- spread."""
     out = tmp_path / "cv.json"
+    npz = tmp_path / "oof"  # no suffix: written under exactly this name
     argv = ["cv", "malaria", "--synthetic", "--folds", "2", "--epochs", "1", "--size", "16", "--bootstrap", "50",
-            "--out", str(out), "--quiet"]
+            "--out", str(out), "--predictions", str(npz), "--quiet"]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     cells = load_tensors("all", source="synthetic", size=16)
-    assert result["folds"] == 2 and result["patients"] == len(set(cells.patient_ids)) == 40
+    assert result["folds"] == result["folds_done"] == 2 and result["patients"] == len(set(cells.patient_ids)) == 40
+    columns, patients = load_predictions(npz)
+    assert patients == cells.patient_ids and columns["label"].tolist() == cells.labels.tolist()
+    assert not columns["prob"].isnan().any() and not columns["prob_tta"].isnan().any()
+    for r in result["per_fold"]:  # the saved out-of-fold probabilities are the ones each fold was judged by
+        mine = columns["fold"] == r["fold"]
+        assert mine.sum() == r["cells"] and {patients[i] for i in mine.nonzero().flatten()} == set(r["test_patients"])
+        for probs, judged in ((columns["prob"], r), (columns["prob_tta"], r["tta"])):
+            right = ((probs[mine] >= 0.5).long() == columns["label"][mine].long()).float().mean()
+            assert float(right) == pytest.approx(judged["accuracy"])
     rows = result["per_fold"]
     assert [r["fold"] for r in rows] == [0, 1] and sum(r["cells"] for r in rows) == len(cells.labels)
     assert not set(rows[0]["test_patients"]) & set(rows[1]["test_patients"])

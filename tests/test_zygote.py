@@ -161,7 +161,7 @@ def test_a_dead_zygote_is_replaced(warm, tmp_path):
 
 
 FORK_CHECK = """
-import os, threading
+import os, threading, time
 from cnncourse.autograde.zygote import fork_unsafe
 import torch
 
@@ -172,7 +172,11 @@ thread = threading.Thread(target=stop.wait)
 thread.start()
 print("thread:", fork_unsafe(baseline))
 stop.set()
-thread.join()
+thread.join()  # returns before the kernel has removed the thread's task: wait for that
+for _ in range(500):
+    if len(os.listdir("/proc/self/task")) == baseline:
+        break
+    time.sleep(0.01)
 torch.cuda.is_initialized = lambda: True
 print("cuda:", fork_unsafe(baseline))
 """
