@@ -7,6 +7,7 @@ cell_images_dev.zip) it runs too, with quick settings, and skips cleanly without
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import pickle
@@ -22,7 +23,14 @@ from cnncourse.__main__ import main
 from cnncourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cnncourse.data.malaria import load_tensors, patient_folds, patient_split, scan
 from cnncourse.data.synthetic import save_pngs, synthetic_cells
-from cnncourse.evaluation import UNKNOWN_PATIENT, binary_report, load_predictions, patient_bootstrap
+from cnncourse.evaluation import (
+    UNKNOWN_PATIENT,
+    binary_report,
+    load_predictions,
+    patient_bootstrap,
+    patient_subsets,
+    save_predictions,
+)
 from cnncourse.models.cellnet import cellnet
 
 KEYS = {"accuracy", "auc", "sensitivity", "specificity", "n_images", "n_patients"}
@@ -302,6 +310,37 @@ def test_bootstrap_interval_narrows_with_more_patients():
     assert 2 < width(10) / width(90) < 4.5
     with pytest.raises(ValueError, match="one entry per image"):
         patient_bootstrap([1, 0], [0.5], ["a", "b"])
+
+
+def test_patient_subsets_draw_distinct_whole_patients():
+    """Four patients of 10 cells, 10/10, 9/10, 5/10 and 0/10 right. Sets of all four always pool every cell once
+    (0.6); sets of two are one of the 6 pairs (a resample with replacement could pair a patient with itself: 1.0 or
+    0.0 would appear); sets of one are a patient's own accuracy."""
+    right = [10, 9, 5, 0]
+    patients = [f"P{k}" for k in range(4) for _ in range(10)]
+    labels = [1] * 40
+    probs = [0.9 if i < right[k] else 0.1 for k in range(4) for i in range(10)]
+    four = patient_subsets(labels, probs, patients, 4, draws=50)["accuracy"]
+    assert four.tolist() == pytest.approx([0.6] * 50)
+    pairs = {(a + b) / 20 for a, b in itertools.combinations(right, 2)}
+    two = patient_subsets(labels, probs, patients, 2, draws=400, seed=1)["accuracy"]
+    assert {round(v, 6) for v in two.tolist()} == {round(v, 6) for v in pairs}
+    one = patient_subsets(labels, probs, patients, 1, draws=400, seed=1)
+    assert {round(v, 6) for v in one["accuracy"].tolist()} == {1.0, 0.9, 0.5, 0.0} and len(one["auc"]) == 0
+    again = patient_subsets(labels, probs, patients, 2, draws=400, seed=1)["accuracy"]
+    assert torch.equal(again, two)  # seeded
+    with pytest.raises(ValueError, match=r"n must be an int from 1 to the number of patients \(4\), got 5"):
+        patient_subsets(labels, probs, patients, 5)
+
+
+def test_predictions_round_trip(tmp_path):
+    columns = {"label": torch.tensor([1, 0, 1], dtype=torch.int8), "prob": torch.tensor([0.9, 0.2, 0.4])}
+    save_predictions(tmp_path / "p", columns, ["a", "b", "long-patient-name"])
+    got, patients = load_predictions(tmp_path / "p")
+    assert patients == ["a", "b", "long-patient-name"] and set(got) == {"label", "prob"}
+    assert all(torch.equal(got[k], columns[k]) for k in columns)
+    with pytest.raises(ValueError, match=r"one entry per cell \(2\)"):
+        save_predictions(tmp_path / "q", columns, ["a", "b"])
 
 
 def test_patient_folds_are_disjoint_stratified_and_seeded():
