@@ -50,8 +50,8 @@ GRADING_ENV = "CNNCOURSE_GRADING_DATA"
 SIZE = 64  # side of the images the model is given
 MAX_PARAMS = 400_000  # the design budget: parameters ...
 MAX_MACS = 80_000_000  # ... and multiply-accumulates per 64 x 64 image
-TIERS = (0.90, 0.93, 0.95, 0.97)  # accuracy tiers on the grading patients
-MIN_AUC = 0.99
+TIERS = (0.90, 0.93, 0.95, 0.96)  # accuracy tiers on the grading patients
+MIN_AUC = 0.985
 THRESHOLD = 0.5  # a cell counts as Parasitized when the model's probability of class 1 is >= this
 VALIDATION_SAMPLE = 512  # validation cells the visible grading-path test pushes through the model
 # The hidden test cells and what each needs on the hidden patients: (metric of the Report, lowest passing value).

@@ -62,7 +62,7 @@ ASSIGNMENTS = [
         points=18,
         grade_cells={
             "test_normalisation": 2, "test_budget": 2, "test_model_output": 2, "test_grading_path": 2,
-            "test_accuracy_90": 2, "test_accuracy_93": 2, "test_accuracy_95": 2, "test_accuracy_97": 2, "test_auc": 2,
+            "test_accuracy_90": 2, "test_accuracy_93": 2, "test_accuracy_95": 2, "test_accuracy_96": 2, "test_auc": 2,
         },
         mutants=a4_cases.MUTANTS,
         submissions=a4_cases.submissions,
