@@ -230,31 +230,36 @@ def patient_bootstrap(
     """
     from sklearn.metrics import roc_auc_score
 
-    y = torch.as_tensor(labels).long().cpu()
-    p = torch.as_tensor(probs).double().cpu()
-    if y.dim() != 1 or p.shape != y.shape or len(patients) != len(y) or len(y) == 0:
-        raise ValueError(f"labels, probs and patients need one entry per image (and at least one), got "
-                         f"{tuple(y.shape)}, {tuple(p.shape)} and {len(patients)}.")  # fmt: skip
+    y, p, members = _by_patient(labels, probs, patients)
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive int, got {n_boot!r}.")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level!r}.")
-    names = sorted(set(patients))
-    index = {name: k for k, name in enumerate(names)}
-    owner = torch.tensor([index[name] for name in patients])
-    members = [(owner == k).nonzero().flatten() for k in range(len(names))]
     correct = ((p >= threshold).long() == y).double()
     generator = torch.Generator().manual_seed(seed)
     accs, aucs = [], []
     for _ in range(n_boot):
-        drawn = torch.randint(len(names), (len(names),), generator=generator)
+        drawn = torch.randint(len(members), (len(members),), generator=generator)
         idx = torch.cat([members[k] for k in drawn.tolist()])
         accs.append(float(correct[idx].mean()))
         yb = y[idx]
         if 0 < int(yb.sum()) < len(yb):
             aucs.append(float(roc_auc_score(yb.numpy(), p[idx].numpy())))
-    return {"accuracy": _percentiles(accs, level, len(names), n_boot),
-            "auc": _percentiles(aucs, level, len(names), n_boot)}
+    return {"accuracy": _percentiles(accs, level, len(members), n_boot),
+            "auc": _percentiles(aucs, level, len(members), n_boot)}
+
+
+def _by_patient(labels, probs, patients: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Labels ``(N,)`` int64 and probabilities ``(N,)`` float64 on the CPU, and the indices of each patient's
+    images (patients in sorted order); ValueError unless there is one entry per image."""
+    y = torch.as_tensor(labels).long().cpu()
+    p = torch.as_tensor(probs).double().cpu()
+    if y.dim() != 1 or p.shape != y.shape or len(patients) != len(y) or len(y) == 0:
+        raise ValueError(f"labels, probs and patients need one entry per image (and at least one), got "
+                         f"{tuple(y.shape)}, {tuple(p.shape)} and {len(patients)}.")  # fmt: skip
+    index = {name: k for k, name in enumerate(sorted(set(patients)))}
+    owner = torch.tensor([index[name] for name in patients])
+    return y, p, [(owner == k).nonzero().flatten() for k in range(len(index))]
 
 
 def _percentiles(values: list[float], level: float, n_patients: int, n_boot: int) -> Interval:
@@ -286,24 +291,16 @@ def patient_subsets(
     """
     from sklearn.metrics import roc_auc_score
 
-    y = torch.as_tensor(labels).long().cpu()
-    p = torch.as_tensor(probs).double().cpu()
-    if y.dim() != 1 or p.shape != y.shape or len(patients) != len(y) or len(y) == 0:
-        raise ValueError(f"labels, probs and patients need one entry per image (and at least one), got "
-                         f"{tuple(y.shape)}, {tuple(p.shape)} and {len(patients)}.")  # fmt: skip
-    names = sorted(set(patients))
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(names):
-        raise ValueError(f"n must be an int from 1 to the number of patients ({len(names)}), got {n!r}.")
+    y, p, members = _by_patient(labels, probs, patients)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(members):
+        raise ValueError(f"n must be an int from 1 to the number of patients ({len(members)}), got {n!r}.")
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be a positive int, got {draws!r}.")
-    index = {name: k for k, name in enumerate(names)}
-    owner = torch.tensor([index[name] for name in patients])
-    members = [(owner == k).nonzero().flatten() for k in range(len(names))]
     correct = ((p >= threshold).long() == y).double()
     generator = torch.Generator().manual_seed(seed)
     accs, aucs = [], []
     for _ in range(draws):
-        drawn = torch.randperm(len(names), generator=generator)[:n]
+        drawn = torch.randperm(len(members), generator=generator)[:n]
         idx = torch.cat([members[k] for k in drawn.tolist()])
         accs.append(float(correct[idx].mean()))
         yb = y[idx]
