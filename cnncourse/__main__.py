@@ -234,9 +234,9 @@ def _cv_malaria(args: argparse.Namespace) -> int:
         yk = labels[test]
         patients = [cells.patient_ids[i] for i in test.tolist()]
         row = {"fold": k, "patients": len(fold), "cells": len(test), "train_cells": len(train)}
+        images = cells.images[test.to(device)]
         for tta in (False, True):
-            logits = predict_tensors(model, cells.images[test.to(device)], mean=settings["mean"],
-                                     std=settings["std"], tta=tta)  # fmt: skip
+            logits = predict_tensors(model, images, mean=settings["mean"], std=settings["std"], tta=tta)
             probs = logits.softmax(1)[:, 1].cpu()
             oof["prob_tta" if tta else "prob"][test] = probs
             metrics = _fold_metrics(yk, probs, patients, args)
