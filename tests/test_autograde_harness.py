@@ -130,3 +130,18 @@ def test_course_settings_are_a_configurable():
     args = kernel_arguments([*KERNEL_ARGUMENTS, "--x=1"], ["malaria"])
     assert args == ["--x=1", '--IPKernelApp.exec_lines=__import__("cnncourse.grading").grading.preload(\'malaria\')']
     assert kernel_arguments(args, []) == ["--x=1", *KERNEL_ARGUMENTS]
+
+
+def test_grader_config_loads_without_torch():
+    """`nbgrader autograde` loads the course's config once per run; the pass-marker check needs no torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import runpy, sys; from traitlets.config import Config; c = Config(); "
+            "runpy.run_path('nbgrader_config.py', {'c': c, 'get_config': lambda: c}); "
+            "print('cnncourse.autograde.preprocessors' in sys.modules, "
+            "sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True []", result.stdout[:300]  # the preprocessors loaded, torch did not

@@ -31,7 +31,7 @@ from cnncourse.autograde.hidden import HIDDEN_INPUTS_ENV, RESULTS, fail, load_sc
 from cnncourse.autograde.sandbox import Sandbox, Slot
 from cnncourse.autograde.settings import CnnCourseAutograde, kernel_arguments
 from cnncourse.autograde.zygote import REQUEST_ENV, warm_zygote
-from cnncourse.grading.runner import GRADING_KEY_ENV
+from cnncourse.marker import GRADING_KEY_ENV
 
 __all__ = ["SandboxedExecute", "SandboxedKernelManager"]
 

@@ -13,7 +13,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from cnncourse.autograde import cells
-from cnncourse.grading.runner import pass_marker
+from cnncourse.marker import pass_marker
 
 
 def stdout_of(cell: NotebookNode) -> str:

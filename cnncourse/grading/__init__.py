@@ -21,8 +21,8 @@ One idea per module:
 
 * :mod:`.guard`: :func:`from_scratch` fails the test if the code inside calls what the student must write.
 * :mod:`.checks`: :func:`assert_close`, :func:`assert_type`, :func:`inputs_unchanged`.
-* :mod:`.runner`: :func:`graded_test` and the keyed pass marker an nbgrader preprocessor (``cnncourse.autograde``)
-  checks at grading time.
+* :mod:`.runner`: :func:`graded_test`, which prints the keyed pass marker (:mod:`cnncourse.marker`) an nbgrader
+  preprocessor (``cnncourse.autograde``) checks at grading time.
 * :mod:`.tamper`: the snapshot, taken at import, of what the tests rely on (torch, the builtins, the grader).
 * :mod:`.toolkit` and :mod:`.cases`: what test functions ask for by name; hidden case tables.
 
@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import sys
 
+from cnncourse import marker
 from cnncourse.grading import cases, checks, guard, runner, tamper, toolkit
 from cnncourse.grading.cases import define_cases
 from cnncourse.grading.checks import assert_close, assert_type, inputs_unchanged
 from cnncourse.grading.guard import OPS, PRESETS, LibraryCallError, from_scratch
-from cnncourse.grading.runner import GRADING_KEY_ENV, graded_test, pass_marker
+from cnncourse.grading.runner import graded_test
 from cnncourse.grading.tamper import GradingError
 from cnncourse.grading.tamper import tampered as _tampered  # noqa: F401 - tests call grading._tampered()
 from cnncourse.grading.toolkit import preload
+from cnncourse.marker import GRADING_KEY_ENV, pass_marker
 
 __all__ = [
     "LibraryCallError",
@@ -58,5 +60,5 @@ __all__ = [
     "preload",
 ]
 
-for _module in (cases, checks, guard, runner, tamper, toolkit, sys.modules[__name__]):
+for _module in (cases, checks, guard, marker, runner, tamper, toolkit, sys.modules[__name__]):
     tamper.protect(_module)

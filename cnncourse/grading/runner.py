@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
-import hashlib
 import os
 import sys
 import types
@@ -28,10 +27,10 @@ import torch
 
 from cnncourse.grading import toolkit
 from cnncourse.grading.tamper import check_untampered
+from cnncourse.marker import GRADING_KEY_ENV, pass_marker
 
 __all__ = ["GRADING_KEY_ENV", "graded_test", "pass_marker"]
 
-GRADING_KEY_ENV = "CNNCOURSE_GRADING_KEY"
 _KEY = os.environ.pop(GRADING_KEY_ENV, None)  # set by the autograde preprocessor; removed from the kernel's env
 _BUILTINS = dict(vars(builtins))  # what test functions see as builtins, whatever the notebook rebinds
 
@@ -124,14 +123,6 @@ def _not_answered(err: NotImplementedError) -> AssertionError:
 
 if _shell() is not None:
     _shell().events.register("post_run_cell", _record_failure)
-
-
-def pass_marker(grade_id: str, key: str | None) -> str:
-    """The line a test cell prints last when it passed; with a grading key it carries a token of it."""
-    line = f"\u2714 {grade_id} passed"
-    if key is None:
-        return line
-    return f"{line} [{hashlib.sha256(f'{key}:{grade_id}'.encode()).hexdigest()[:16]}]"
 
 
 def graded_test(grade_id: str, *, seed: int | None = None) -> Callable[[Callable], None]:
