@@ -204,7 +204,7 @@ def _cv_malaria(args: argparse.Namespace) -> int:
 
     import cnncourse
     from cnncourse.data.malaria import load_tensors, patient_folds
-    from cnncourse.evaluation import save_predictions
+    from cnncourse.evaluation import fold_spread, judge_fold, save_predictions
     from cnncourse.train.tensors import fit_tensors, predict_tensors
 
     device = _device(args)
@@ -239,7 +239,7 @@ def _cv_malaria(args: argparse.Namespace) -> int:
             logits = predict_tensors(model, images, mean=settings["mean"], std=settings["std"], tta=tta)
             probs = logits.softmax(1)[:, 1].cpu()
             oof["prob_tta" if tta else "prob"][test] = probs
-            metrics = _fold_metrics(yk, probs, patients, args)
+            metrics = judge_fold(yk, probs, patients, n_boot=args.bootstrap, seed=args.seed)
             if tta:
                 row["tta"] = metrics
             else:
@@ -250,9 +250,8 @@ def _cv_malaria(args: argparse.Namespace) -> int:
         _say(f"fold {k + 1}/{args.folds}: {len(fold)} patients, {len(test):,} cells: accuracy {row['accuracy']:.4f}, "
              f"AUC {auc_text}, with TTA {row['tta']['accuracy']:.4f} ({cpu:.0f} s CPU, {wall:.0f} s wall)",
              quiet=args.quiet)  # fmt: skip
-        summary = {name: _spread([r[name] for r in rows if r[name] is not None]) for name in ("accuracy", "auc")}
-        summary["tta"] = {name: _spread([r["tta"][name] for r in rows if r["tta"][name] is not None])
-                          for name in ("accuracy", "auc")}  # fmt: skip
+        summary = fold_spread(rows)
+        summary["tta"] = fold_spread([r["tta"] for r in rows])
         result = {
             "folds": args.folds,
             "folds_done": len(rows),
@@ -284,28 +283,6 @@ def _cv_malaria(args: argparse.Namespace) -> int:
         if path:
             _say(f"wrote {path}", quiet=args.quiet)
     return 0
-
-
-def _fold_metrics(labels, probs, patients: list[str], args: argparse.Namespace) -> dict:
-    """Accuracy, AUC and their patient-level bootstrap intervals of one fold's probabilities."""
-    from sklearn.metrics import roc_auc_score
-
-    from cnncourse.evaluation import patient_bootstrap
-
-    accuracy = float(((probs >= 0.5).long() == labels).float().mean())
-    auc = float(roc_auc_score(labels.numpy(), probs.numpy())) if 0 < int(labels.sum()) < len(labels) else None
-    ci = patient_bootstrap(labels, probs, patients, n_boot=args.bootstrap, seed=args.seed)
-    return {"accuracy": accuracy, "auc": auc, "accuracy_ci": [ci["accuracy"].low, ci["accuracy"].high],
-            "auc_ci": [ci["auc"].low, ci["auc"].high]}  # fmt: skip
-
-
-def _spread(values: list[float]) -> dict:
-    """Mean, sample standard deviation, min and max of per-fold values (None when there are none)."""
-    if not values:
-        return {"mean": None, "std": None, "min": None, "max": None}
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": var**0.5, "min": min(values), "max": max(values)}
 
 
 def _evaluate_malaria(args: argparse.Namespace) -> int:

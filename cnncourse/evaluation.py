@@ -28,8 +28,8 @@ from cnncourse.data.images import decode_many
 from cnncourse.data.malaria import CLASSES, patient_id
 
 __all__ = ["UNKNOWN_PATIENT", "ImageSet", "PatientRow", "Report", "Interval", "patient_or_unknown",
-           "read_image_set", "binary_report", "patient_bootstrap", "patient_subsets", "save_predictions",
-           "load_predictions"]  # fmt: skip
+           "read_image_set", "binary_report", "patient_bootstrap", "patient_subsets", "judge_fold", "fold_spread",
+           "save_predictions", "load_predictions"]  # fmt: skip
 
 UNKNOWN_PATIENT = "unknown"
 
@@ -307,6 +307,40 @@ def patient_subsets(
         if 0 < int(yb.sum()) < len(yb):
             aucs.append(float(roc_auc_score(yb.numpy(), p[idx].numpy())))
     return {"accuracy": torch.tensor(accs, dtype=torch.float64), "auc": torch.tensor(aucs, dtype=torch.float64)}
+
+
+def judge_fold(
+    labels: torch.Tensor, probs: torch.Tensor, patients: Sequence[str], *, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """One CV fold's ``{"accuracy", "auc", "accuracy_ci", "auc_ci"}`` (95 % patient-level bootstrap intervals, as
+    lists; the AUC and its interval are None when the fold has one class), as ``cv malaria`` records it.
+
+    Args:
+        labels: 0/1 ``(N,)``. probs: probability of class 1 ``(N,)``. patients: the patient of each image.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y, p, _ = _by_patient(labels, probs, patients)
+    accuracy = float(((p >= 0.5).long() == y).double().mean())
+    auc = float(roc_auc_score(y.numpy(), p.numpy())) if 0 < int(y.sum()) < len(y) else None
+    ci = patient_bootstrap(y, p, patients, n_boot=n_boot, seed=seed)
+    return {"accuracy": accuracy, "auc": auc, "accuracy_ci": [ci["accuracy"].low, ci["accuracy"].high],
+            "auc_ci": [ci["auc"].low, ci["auc"].high]}  # fmt: skip
+
+
+def fold_spread(folds: Sequence[dict]) -> dict:
+    """``{"accuracy": ..., "auc": ...}``, each the mean, sample standard deviation, min and max over the folds'
+    values (:func:`judge_fold`'s records; None where no fold has the value)."""
+    out = {}
+    for name in ("accuracy", "auc"):
+        values = [f[name] for f in folds if f[name] is not None]
+        if not values:
+            out[name] = {"mean": None, "std": None, "min": None, "max": None}
+            continue
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+        out[name] = {"mean": mean, "std": var**0.5, "min": min(values), "max": max(values)}
+    return out
 
 
 def save_predictions(path: str | os.PathLike, columns: dict[str, torch.Tensor], patients: Sequence[str]) -> None:

@@ -26,6 +26,8 @@ from cnncourse.data.synthetic import save_pngs, synthetic_cells
 from cnncourse.evaluation import (
     UNKNOWN_PATIENT,
     binary_report,
+    fold_spread,
+    judge_fold,
     load_predictions,
     patient_bootstrap,
     patient_subsets,
@@ -341,6 +343,19 @@ def test_predictions_round_trip(tmp_path):
     assert all(torch.equal(got[k], columns[k]) for k in columns)
     with pytest.raises(ValueError, match=r"one entry per cell \(2\)"):
         save_predictions(tmp_path / "q", columns, ["a", "b"])
+
+
+def test_judge_fold_and_fold_spread_by_hand():
+    labels, probs = torch.tensor([1, 1, 0, 0]), torch.tensor([0.9, 0.4, 0.2, 0.6])  # one miss in each class
+    got = judge_fold(labels, probs, ["a", "a", "b", "b"], n_boot=50)
+    assert got["accuracy"] == 0.5 and got["auc"] == 0.75
+    assert got["accuracy_ci"][0] <= 0.5 <= got["accuracy_ci"][1]
+    one_class = judge_fold(torch.tensor([1, 1]), torch.tensor([0.9, 0.3]), ["a", "b"], n_boot=20)
+    assert one_class["accuracy"] == 0.5 and one_class["auc"] is None and one_class["auc_ci"] == [None, None]
+    spread = fold_spread([got, one_class, {"accuracy": 0.8, "auc": 0.95}])  # the None AUC does not count
+    assert spread["accuracy"] == pytest.approx({"mean": 0.6, "std": 0.03**0.5, "min": 0.5, "max": 0.8})
+    assert spread["auc"] == pytest.approx({"mean": 0.85, "std": 0.02**0.5, "min": 0.75, "max": 0.95})
+    assert fold_spread([one_class])["auc"] == {"mean": None, "std": None, "min": None, "max": None}
 
 
 def test_patient_folds_are_disjoint_stratified_and_seeded():
