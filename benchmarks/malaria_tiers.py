@@ -13,7 +13,7 @@ and records, under ``"tiers"`` in ``malaria_cv.json``:
 * for each of ``cnncourse.grading_malaria.TIERS`` and ``MIN_AUC``: the share of drawn sets and of the CV folds on
   which the reference reaches it.
 
-``tests/test_a4_malaria.py`` recomputes the quantiles from the same file and checks that the reference reaches the
+``tests/test_a4_tiers.py`` recomputes the quantiles from the same file and checks that the reference reaches the
 top tier and the AUC bar on at least 90 % of folds and of drawn sets.
 """
 
@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
-from cnncourse import grading_malaria
-from cnncourse.evaluation import load_predictions, patient_subsets
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-RESULTS = Path(__file__).resolve().parent / "results"
-CV_JSON = RESULTS / "malaria_cv.json"
-PREDICTIONS = RESULTS / "malaria_cv_predictions.npz"
-REFERENCE = "reference"  # the lever of malaria_cv.json that holds the reference recipe's folds
+from benchmarks.malaria_levers import CV_JSON, REFERENCE, predictions_path  # noqa: E402
+from cnncourse import grading_malaria  # noqa: E402
+from cnncourse.evaluation import load_predictions, patient_subsets  # noqa: E402
+
+PREDICTIONS = predictions_path(REFERENCE)
 QUANTILES = (0.05, 0.10, 0.50)
 
 
