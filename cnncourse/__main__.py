@@ -114,9 +114,10 @@ def _reference_model(args: argparse.Namespace, train_images):
     import torch
 
     from cnncourse.models.cellnet import TRAIN_SETTINGS, cellnet
-    from cnncourse.train.tensors import channel_stats
+    from cnncourse.train.tensors import channel_stats, default_amp
 
     mean, std = channel_stats(train_images)
+    amp = default_amp(train_images.device) if args.precision == "auto" else args.precision == "bf16"
     kwargs = {"widths": tuple(TRAIN_SETTINGS["widths"]), "dropout": TRAIN_SETTINGS["dropout"]}
     torch.manual_seed(args.seed)
     model = cellnet(**kwargs)
@@ -128,6 +129,7 @@ def _reference_model(args: argparse.Namespace, train_images):
         "label_smoothing": TRAIN_SETTINGS["label_smoothing"],
         "mean": mean,
         "std": std,
+        "amp": amp,
         "compile": args.compile,
         "seed": args.seed,
     }
@@ -156,14 +158,16 @@ def _train_malaria(args: argparse.Namespace) -> int:
     n_threads = torch.get_num_threads()
     threads = f", {n_threads} thread{'s' * (n_threads > 1)}" if device.type == "cpu" else ""
     expected = _expected_seconds(model, (train.images, train.labels), (val.images, val.labels), settings)
-    _say(f"training CellNet{kwargs['widths']} for {args.epochs} epochs at {args.size} px on {device}{threads}: "
+    precision = "bf16" if settings["amp"] else "fp32"
+    _say(f"training CellNet{kwargs['widths']} for {args.epochs} epochs at {args.size} px on {device}{threads}, "
+         f"{precision}: "
          f"expected about {expected / 60:.1f} min" + (" plus compilation" if args.compile else ""),
          quiet=args.quiet)  # fmt: skip
     start = time.perf_counter()
     history = fit_tensors(model, (train.images, train.labels), (val.images, val.labels), progress=progress,
                           **settings)  # fmt: skip
     seconds = time.perf_counter() - start
-    probs = predict_tensors(model, val.images, mean=mean, std=std).softmax(1)[:, 1].cpu()
+    probs = predict_tensors(model, val.images, mean=mean, std=std, amp=settings["amp"]).softmax(1)[:, 1].cpu()
     labels = val.labels.cpu()
     accuracy = float(((probs >= 0.5).long() == labels).float().mean())
     auc = float(roc_auc_score(labels.numpy(), probs.numpy())) if len(set(labels.tolist())) == 2 else None
@@ -236,7 +240,8 @@ def _cv_malaria(args: argparse.Namespace) -> int:
         row = {"fold": k, "patients": len(fold), "cells": len(test), "train_cells": len(train)}
         images = cells.images[test.to(device)]
         for tta in (False, True):
-            logits = predict_tensors(model, images, mean=settings["mean"], std=settings["std"], tta=tta)
+            logits = predict_tensors(model, images, mean=settings["mean"], std=settings["std"], amp=settings["amp"],
+                                     tta=tta)  # fmt: skip
             probs = logits.softmax(1)[:, 1].cpu()
             oof["prob_tta" if tta else "prob"][test] = probs
             metrics = judge_fold(yk, probs, patients, n_boot=args.bootstrap, seed=args.seed)
@@ -380,6 +385,8 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=_size, default=s["size"], help=f"image side in px (default {s['size']})")
     parser.add_argument("--batch-size", type=_positive, default=s["batch_size"], help=f"default {s['batch_size']}")
     parser.add_argument("--lr", type=float, default=s["lr"], help=f"peak learning rate (default {s['lr']})")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="bf16 autocast or plain fp32; auto (default): bf16 on CUDA and on CPUs with AMX")
     parser.add_argument("--source", metavar="PATH", help="a cell_images*.zip or cell_images/ folder (default: found)")
 
 

@@ -375,9 +375,10 @@ def test_cv_command_on_synthetic_cells(env, tmp_path, capsys):
     out = tmp_path / "cv.json"
     npz = tmp_path / "oof"  # no suffix: written under exactly this name
     argv = ["cv", "malaria", "--synthetic", "--folds", "2", "--epochs", "1", "--size", "16", "--bootstrap", "50",
-            "--out", str(out), "--predictions", str(npz), "--quiet"]
+            "--out", str(out), "--predictions", str(npz), "--precision", "fp32", "--quiet"]
     assert main(argv) == 0
     result = json.loads(out.read_text())
+    assert result["settings"]["amp"] is False and result["settings"]["epochs"] == 1  # the record says how it ran
     cells = load_tensors("all", source="synthetic", size=16)
     assert result["folds"] == result["folds_done"] == 2 and result["patients"] == len(set(cells.patient_ids)) == 40
     columns, patients = load_predictions(npz)
