@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from cnncourse.runtime import cpu_model  # noqa: E402
 from tests.assignments import BY_ID  # noqa: E402
 from tests.grading_support import Submission, make_course, nbgrader_env  # noqa: E402
 
@@ -214,13 +215,6 @@ def import_cost() -> dict:
         out[name] = {"modules": mods, "wall_s": round(statistics.median(r[0] for r in runs), 2),
                      "cpu_s": round(statistics.median(r[1] for r in runs), 2)}
     return out
-
-
-def cpu_model() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

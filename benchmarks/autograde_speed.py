@@ -32,9 +32,10 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from autograde_profile import cpu_model, machine_cpu  # noqa: E402  (this folder)
+from autograde_profile import machine_cpu  # noqa: E402  (this folder)
 
 from cnncourse.autograde.inprocess import fill_answers  # noqa: E402
+from cnncourse.runtime import cpu_model  # noqa: E402
 
 AID = "a1-convolution"
 RESULT = ROOT / "benchmarks" / "results" / "autograde_speed.json"

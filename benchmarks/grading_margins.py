@@ -232,9 +232,11 @@ def main() -> None:
         sys.exit(1 if failures else 0)
     import torch
 
+    from cnncourse.runtime import cpu_model
+
     run = {"seeds": args.seeds, "threads": threads, "capabilities": [c or "native" for c in caps],
            "quick": os.environ.get("CNNCOURSE_QUICK", "1"), "seconds": round(time.time() - start),
-           "machine": {"cpu": _cpu_model(), "torch": torch.__version__,
+           "machine": {"cpu": cpu_model(), "torch": torch.__version__,
                        "native": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version()}}
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     report["what"] = __doc__.split("\n\n")[0].replace("\n", " ")
@@ -242,14 +244,6 @@ def main() -> None:
     report.setdefault("assignments", {}).update(summary)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out} in {run['seconds']} s; failures: {len(failures)}", file=sys.stderr)
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

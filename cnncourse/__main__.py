@@ -209,6 +209,7 @@ def _cv_malaria(args: argparse.Namespace) -> int:
     import cnncourse
     from cnncourse.data.malaria import load_tensors, patient_folds
     from cnncourse.evaluation import fold_spread, judge_fold, save_predictions
+    from cnncourse.runtime import cpu_record
     from cnncourse.train.tensors import fit_tensors, predict_tensors
 
     device = _device(args)
@@ -269,6 +270,7 @@ def _cv_malaria(args: argparse.Namespace) -> int:
             "settings": {k: v for k, v in settings.items() if k not in ("mean", "std")},
             "device": str(device),
             "threads": torch.get_num_threads(),
+            "machine": cpu_record(),
             "cnncourse": cnncourse.__version__,
             "torch": str(torch.__version__),
             "cpu_s": round(sum(r["cpu_s"] for r in rows), 1),

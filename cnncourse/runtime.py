@@ -6,13 +6,16 @@ Notebooks start with ``rt = cnncourse.setup()`` instead of repeating ``os.enviro
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-__all__ = ["Runtime", "is_quick", "default_device", "seed_everything", "setup"]
+__all__ = ["Runtime", "is_quick", "default_device", "seed_everything", "setup", "cpu_model", "cpu_record"]
 
 
 def is_quick() -> bool:
@@ -23,6 +26,24 @@ def is_quick() -> bool:
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), e.g. ``"AMD EPYC 7B13"``; ``platform``'s guess elsewhere."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_record() -> dict:
+    """What a timing or a seeded result depends on: ``{"cpu", "cores", "capability", "amx", "avx512_bf16"}``
+    (torch picks its CPU kernels, and :func:`cnncourse.train.tensors.default_amp` bf16, from these)."""
+    flags = {name: getattr(torch.cpu, f"_is_{name}_supported", None) for name in ("amx_tile", "avx512_bf16")}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "capability": torch.backends.cpu.get_cpu_capability(),
+            "amx": bool(flags["amx_tile"] and flags["amx_tile"]()),
+            "avx512_bf16": bool(flags["avx512_bf16"] and flags["avx512_bf16"]())}  # fmt: skip
 
 
 def seed_everything(seed: int = 0) -> None:

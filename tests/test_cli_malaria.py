@@ -379,6 +379,7 @@ def test_cv_command_on_synthetic_cells(env, tmp_path, capsys):
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert result["settings"]["amp"] is False and result["settings"]["epochs"] == 1  # the record says how it ran
+    assert set(result["machine"]) == {"cpu", "cores", "capability", "amx", "avx512_bf16"} and result["machine"]["cpu"]
     cells = load_tensors("all", source="synthetic", size=16)
     assert result["folds"] == result["folds_done"] == 2 and result["patients"] == len(set(cells.patient_ids)) == 40
     columns, patients = load_predictions(npz)
