@@ -22,6 +22,7 @@ def test_each_lever_is_its_predictions(name):
     lever = RECORD["levers"][name]
     columns, patients = load_predictions(malaria_levers.predictions_path(name))
     assert lever["folds_done"] == lever["folds"] >= 3 and len(set(patients)) == lever["patients"]
+    assert lever["goal (issue 18)"] == malaria_levers.goal(lever)
     for fold in lever["per_fold"]:
         mine = columns["fold"] == fold["fold"]
         y = columns["label"][mine].long()
@@ -37,8 +38,10 @@ def made_up_lever(tmp_path, name: str, probs: list[float], cpu: float) -> dict:
                dtype=torch.int8), "prob": torch.tensor(probs), "prob_tta": torch.tensor(probs)}  # fmt: skip
     save_predictions(tmp_path / f"{name}.npz", columns, ["a", "b", "c", "d"])
     folds = [{"fold": k, "cpu_s": cpu} for k in (0, 1)]
+    right = float(((columns["prob"] >= 0.5).long() == columns["label"].long()).double().mean())
+    summary = {"accuracy": {"mean": right, "min": right}, "auc": {"mean": 0.99, "min": 0.99}}  # enough for goal()
     (tmp_path / f"{name}.json").write_text(json.dumps({"folds": 2, "folds_done": 2, "cpu_s": 2 * cpu,
-                                                       "per_fold": folds}))  # fmt: skip
+                                                       "per_fold": folds, **summary}))  # fmt: skip
     return columns
 
 
@@ -56,6 +59,9 @@ def test_add_and_ensemble(tmp_path, monkeypatch):
     both = record["levers"]["both"]
     # mean probabilities 0.8, 0.4, 0.6, 0.3: all four right
     assert [f["accuracy"] for f in both["per_fold"]] == [1.0, 1.0] and both["accuracy"]["mean"] == 1.0
+    assert both["goal (issue 18)"] == {"mean accuracy >= 0.965": True, "mean auc >= 0.992": True,
+                                       "lowest fold accuracy >= 0.94": True}
+    assert record["levers"]["one"]["goal (issue 18)"]["mean accuracy >= 0.965"] is False
     assert both["cpu_s"] == 30.0 and [f["cpu_s"] for f in both["per_fold"]] == [15.0, 15.0]
     columns, _ = load_predictions(malaria_levers.predictions_path("both"))
     assert columns["prob"].tolist() == pytest.approx([0.8, 0.4, 0.6, 0.3])

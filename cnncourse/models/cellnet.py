@@ -22,7 +22,7 @@ __all__ = ["CellNet", "cellnet", "TRAIN_SETTINGS"]
 # malaria model", for what it scores on patients it never saw and how long it takes.
 TRAIN_SETTINGS = {
     "size": 64,
-    "epochs": 30,
+    "epochs": 20,
     "batch_size": 128,
     "lr": 3e-3,
     "weight_decay": 5e-4,
