@@ -151,26 +151,35 @@ def _train_malaria(args: argparse.Namespace) -> int:
     train = load_tensors("train", size=args.size, device=device, source=source, seed=args.split_seed,
                          progress=progress)  # fmt: skip
     val = load_tensors("val", size=args.size, device=device, source=source, seed=args.split_seed, progress=progress)
-    _say(f"train: {len(train.labels):,} cells of {len(set(train.patient_ids))} patients; "
-         f"val: {len(val.labels):,} cells of {len(set(val.patient_ids))} patients", quiet=args.quiet)  # fmt: skip
+    if args.final:  # the settings are chosen: train on the validation patients too, and validate on none
+        train = train._replace(images=torch.cat([train.images, val.images]), labels=torch.cat([train.labels,
+                               val.labels]), patient_ids=train.patient_ids + val.patient_ids)  # fmt: skip
+        val = None
+        _say(f"train (--final): {len(train.labels):,} cells of the {len(set(train.patient_ids))} training and "
+             "validation patients; no validation", quiet=args.quiet)  # fmt: skip
+    else:
+        _say(f"train: {len(train.labels):,} cells of {len(set(train.patient_ids))} patients; "
+             f"val: {len(val.labels):,} cells of {len(set(val.patient_ids))} patients", quiet=args.quiet)  # fmt: skip
     model, kwargs, settings = _reference_model(args, train.images)
     mean, std = settings["mean"], settings["std"]
     n_threads = torch.get_num_threads()
     threads = f", {n_threads} thread{'s' * (n_threads > 1)}" if device.type == "cpu" else ""
-    expected = _expected_seconds(model, (train.images, train.labels), (val.images, val.labels), settings)
+    val_pair = None if val is None else (val.images, val.labels)
+    expected = _expected_seconds(model, (train.images, train.labels), val_pair, settings)
     precision = "bf16" if settings["amp"] else "fp32"
     _say(f"training CellNet{kwargs['widths']} for {args.epochs} epochs at {args.size} px on {device}{threads}, "
          f"{precision}: "
          f"expected about {expected / 60:.1f} min" + (" plus compilation" if args.compile else ""),
          quiet=args.quiet)  # fmt: skip
     start = time.perf_counter()
-    history = fit_tensors(model, (train.images, train.labels), (val.images, val.labels), progress=progress,
-                          **settings)  # fmt: skip
+    history = fit_tensors(model, (train.images, train.labels), val_pair, progress=progress, **settings)
     seconds = time.perf_counter() - start
-    probs = predict_tensors(model, val.images, mean=mean, std=std, amp=settings["amp"]).softmax(1)[:, 1].cpu()
-    labels = val.labels.cpu()
-    accuracy = float(((probs >= 0.5).long() == labels).float().mean())
-    auc = float(roc_auc_score(labels.numpy(), probs.numpy())) if len(set(labels.tolist())) == 2 else None
+    accuracy = auc = None
+    if val is not None:
+        probs = predict_tensors(model, val.images, mean=mean, std=std, amp=settings["amp"]).softmax(1)[:, 1].cpu()
+        labels = val.labels.cpu()
+        accuracy = float(((probs >= 0.5).long() == labels).float().mean())
+        auc = float(roc_auc_score(labels.numpy(), probs.numpy())) if len(set(labels.tolist())) == 2 else None
     info = {
         "trained_on": _train_source(source),
         "split_seed": args.split_seed,
@@ -185,6 +194,10 @@ def _train_malaria(args: argparse.Namespace) -> int:
         "history": history.to_dict(),
     }
     save_checkpoint(args.out, model, arch="cellnet", kwargs=kwargs, size=args.size, mean=mean, std=std, info=info)
+    if val is None:
+        _say(f"done in {seconds / 60:.1f} min (no validation: judge it with evaluate on new patients); wrote "
+             f"{args.out}", quiet=args.quiet)  # fmt: skip
+        return 0
     auc_text = f"{auc:.4f}" if auc is not None else "n/a"
     _say(f"done in {seconds / 60:.1f} min: validation accuracy {accuracy:.4f}, AUC {auc_text} "
          f"({len(labels):,} cells of patients not trained on); wrote {args.out}", quiet=args.quiet)  # fmt: skip
@@ -420,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "validation patients) of whatever source cnncourse.data.malaria finds. The defaults are "
                          "the solution's settings; --epochs and --size trade accuracy for time.")  # fmt: skip
     t.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (e.g. model.pt)")
+    t.add_argument("--final", action="store_true", help="train on the training and the validation patients (once "
+                   "the settings are chosen; no validation), as a final model")
     _recipe_arguments(t)
     t.add_argument("--synthetic", action="store_true", help="train on the synthetic stand-in cells")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation")

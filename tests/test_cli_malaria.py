@@ -90,6 +90,18 @@ def test_train_writes_a_self_describing_checkpoint(synthetic_model):
     assert sorted(set(train.patient_ids)) == ckpt.info["train_patients"]
 
 
+def test_train_final_uses_the_validation_patients_too(env, synthetic_model, tmp_path, capsys):
+    out = tmp_path / "final.pt"
+    argv = ["train", "malaria", "--synthetic", "--final", "--out", str(out), "--epochs", "1", "--size", "32"]
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "no validation" in said and "validation accuracy" not in said
+    info = load_checkpoint(out).info
+    train, val = (load_tensors(split, source="synthetic", size=32) for split in ("train", "val"))
+    assert info["train_patients"] == sorted(set(train.patient_ids) | set(val.patient_ids))
+    assert set(val.patient_ids) <= set(info["train_patients"]) and info["val_accuracy"] is None
+    assert info["history"]["val_acc"] == [] and load_checkpoint(synthetic_model).info["val_accuracy"] is not None
+
 def test_round_trip_on_synthetic_cells(synthetic_model, tmp_path, capsys):
     """Evaluating the validation patients' cells, written as PNGs, reproduces what training measured."""
     val = load_tensors("val", source="synthetic", size=32)
