@@ -62,6 +62,27 @@ def test_reference_reaches_the_top_tier_on_90_percent():
     assert grading_malaria.MIN_AUC <= TIERS["quantiles"]["auc"]["q10"]
 
 
+def same_recipe(lever: dict) -> bool:
+    """A lever that runs the reference recipe, whatever its seed (a student's own run of the solution)."""
+    ref = RECORD["levers"][malaria_tiers.REFERENCE]
+    def recipe(run: dict) -> dict:
+        return {k: v for k, v in run["settings"].items() if k != "seed"} | {"size": run["size"]}
+    return "settings" in lever and recipe(lever) == recipe(ref) and lever["split_seed"] == ref["split_seed"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, lever in RECORD["levers"].items()
+                                        if n != malaria_tiers.REFERENCE and same_recipe(lever)))  # fmt: skip
+def test_the_tiers_hold_for_other_seeds_of_the_recipe(name):
+    """The tiers do not rest on one lucky seed: another run of the same recipe reaches them as often."""
+    from benchmarks.malaria_levers import predictions_path
+
+    lever = RECORD["levers"][name]
+    again = malaria_tiers.tiers(predictions_path(name), lever["per_fold"], TIERS["hidden_patients"], TIERS["draws"])
+    top, auc = f"accuracy >= {grading_malaria.TIERS[-1]}", f"auc >= {grading_malaria.MIN_AUC}"
+    for share in (again["share_of_folds"], again["share_of_sets"]):
+        assert share[top] >= 0.9 and share[auc] >= 0.9, share
+
+
 def test_tiers_still_separate_models_from_guesses():
     """Increasing tiers, the lowest far above what always answering the commoner class scores on these patients."""
     columns, _ = load_predictions(malaria_tiers.PREDICTIONS)

@@ -223,3 +223,20 @@ def test_double_normalisation_is_refused(cells):
         predict_tensors(model, xv, mean=mean)
     history = fit_tensors(model, (x[:64], y[:64]), (xv, yv), epochs=1, batch_size=32, progress=False)
     assert len(history.val_acc) == 1  # the plain call: images in [0, 1], normalised once, inside
+
+
+def test_default_amp_follows_the_precision_benchmark(monkeypatch):
+    """bf16 by default exactly where benchmarks/results/malaria_precision.json measured it faster than fp32: with
+    AMX; not with AVX-512-BF16 alone, AVX-512 or AVX2 (where it is 1.0x to 8x slower)."""
+    import json
+    from pathlib import Path
+
+    from cnncourse.train.tensors import default_amp
+
+    record = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/malaria_precision.json").read_text())
+    measured = {level: got for level, got in record["seconds_per_step"].items() if isinstance(got, dict)}
+    assert record["machine"]["amx"] and {"native", "avx512_bf16", "avx2"} <= set(measured)  # an AMX CPU imitating
+    for level, got in measured.items():
+        amx = level == "native"
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        assert default_amp(torch.device("cpu")) == (got["bf16_speedup"] > 1.1), (level, got)
