@@ -320,10 +320,10 @@ def judge_fold(
     """
     from sklearn.metrics import roc_auc_score
 
-    y, p, _ = _by_patient(labels, probs, patients)
+    ci = patient_bootstrap(labels, probs, patients, n_boot=n_boot, seed=seed)  # also checks one entry per image
+    y, p = torch.as_tensor(labels).long().cpu(), torch.as_tensor(probs).double().cpu()
     accuracy = float(((p >= 0.5).long() == y).double().mean())
     auc = float(roc_auc_score(y.numpy(), p.numpy())) if 0 < int(y.sum()) < len(y) else None
-    ci = patient_bootstrap(y, p, patients, n_boot=n_boot, seed=seed)
     return {"accuracy": accuracy, "auc": auc, "accuracy_ci": [ci["accuracy"].low, ci["accuracy"].high],
             "auc_ci": [ci["auc"].low, ci["auc"].high]}  # fmt: skip
 

@@ -29,7 +29,7 @@ from cnncourse.grading import toolkit
 from cnncourse.grading.tamper import check_untampered
 from cnncourse.marker import GRADING_KEY_ENV, pass_marker
 
-__all__ = ["GRADING_KEY_ENV", "graded_test", "pass_marker"]
+__all__ = ["graded_test"]
 
 _KEY = os.environ.pop(GRADING_KEY_ENV, None)  # set by the autograde preprocessor; removed from the kernel's env
 _BUILTINS = dict(vars(builtins))  # what test functions see as builtins, whatever the notebook rebinds
